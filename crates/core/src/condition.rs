@@ -1,0 +1,386 @@
+//! Conditions compiled from [`crate::model::Condition`]: operands parsed
+//! once (regexes, versions, instants, sets), so matching does no parsing of
+//! the configuration, only of the context value.
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+
+use regex::Regex;
+use serde_json::{Number, Value};
+
+use crate::context::Context;
+use crate::model::{Condition, Operator};
+
+/// Largest compiled regex program, in bytes; guards against patterns whose
+/// automaton would explode (`(a{1000}){1000}`).
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Longest accepted regex source.
+pub const REGEX_MAX_LEN: usize = 4096;
+
+/// Resolves a segment key to its index in the evaluator.
+pub(crate) type SegmentLookup<'a> = &'a dyn Fn(&str) -> Option<usize>;
+
+#[derive(Debug)]
+pub(crate) struct CompiledCondition {
+    pub(crate) attribute: String,
+    pub(crate) test: Test,
+}
+
+#[derive(Debug)]
+pub(crate) enum Test {
+    Equals(Scalar, bool),
+    In(ScalarSet, bool),
+    Contains(String, bool),
+    StartsWith(String),
+    EndsWith(String),
+    Matches(Box<Regex>, bool),
+    Number(Cmp, f64),
+    Semver(Cmp, Box<semver::Version>),
+    Instant(Cmp, i128),
+    Exists(bool),
+    /// Segment indices into the evaluator's segment table; `bool` = negated.
+    InSegment(Vec<usize>, bool),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Cmp {
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    Eq,
+}
+
+impl Cmp {
+    #[inline]
+    fn holds(self, o: Ordering) -> bool {
+        match self {
+            Cmp::Lt => o == Ordering::Less,
+            Cmp::Lte => o != Ordering::Greater,
+            Cmp::Gt => o == Ordering::Greater,
+            Cmp::Gte => o != Ordering::Less,
+            Cmp::Eq => o == Ordering::Equal,
+        }
+    }
+}
+
+/// A scalar operand for equality and membership.
+#[derive(Debug, Clone)]
+pub(crate) enum Scalar {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn from_value(v: &Value) -> Option<Scalar> {
+        match v {
+            Value::String(s) => Some(Scalar::Str(s.clone())),
+            Value::Number(n) => n.as_f64().map(Scalar::Num),
+            Value::Bool(b) => Some(Scalar::Bool(*b)),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn eq_value(&self, v: &Value) -> bool {
+        match (self, v) {
+            (Scalar::Str(a), Value::String(b)) => a == b,
+            (Scalar::Num(a), Value::Number(b)) => b.as_f64() == Some(*a),
+            (Scalar::Bool(a), Value::Bool(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// Membership set: small lists are scanned, large string lists hashed.
+#[derive(Debug)]
+pub(crate) struct ScalarSet {
+    small: Vec<Scalar>,
+    strings: HashSet<String>,
+}
+
+const HASH_THRESHOLD: usize = 12;
+
+impl ScalarSet {
+    fn new(items: Vec<Scalar>) -> Self {
+        if items.len() <= HASH_THRESHOLD {
+            return ScalarSet {
+                small: items,
+                strings: HashSet::new(),
+            };
+        }
+        let mut small = Vec::new();
+        let mut strings = HashSet::new();
+        for s in items {
+            match s {
+                Scalar::Str(s) => {
+                    strings.insert(s);
+                }
+                other => small.push(other),
+            }
+        }
+        ScalarSet { small, strings }
+    }
+
+    #[inline]
+    fn contains(&self, v: &Value) -> bool {
+        if let Value::String(s) = v
+            && self.strings.contains(s.as_str())
+        {
+            return true;
+        }
+        self.small.iter().any(|s| s.eq_value(v))
+    }
+}
+
+/// Why a condition's operand is unusable; the caller adds flag and path.
+#[derive(Debug)]
+pub(crate) struct OperandError(pub(crate) String);
+
+/// Parses a semantic version leniently: a leading `v`, and a missing minor
+/// or patch (`1`, `1.2`) are accepted.
+pub fn parse_semver(s: &str) -> Option<semver::Version> {
+    let s = s.trim();
+    let s = s
+        .strip_prefix('v')
+        .or_else(|| s.strip_prefix('V'))
+        .unwrap_or(s);
+    if let Ok(v) = semver::Version::parse(s) {
+        return Some(v);
+    }
+    // Pad the numeric core: split off pre-release/build first.
+    let cut = s.find(['-', '+']).unwrap_or(s.len());
+    let (core, rest) = s.split_at(cut);
+    let parts = core.split('.').count();
+    let padded = match parts {
+        1 => format!("{core}.0.0{rest}"),
+        2 => format!("{core}.0{rest}"),
+        _ => return None,
+    };
+    semver::Version::parse(&padded).ok()
+}
+
+/// An instant as nanoseconds since the Unix epoch, from an RFC 3339 string
+/// or a number of seconds.
+pub fn parse_instant(v: &Value) -> Option<i128> {
+    match v {
+        Value::String(s) => {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(|t| t.unix_timestamp_nanos())
+        }
+        Value::Number(n) => number_to_nanos(n),
+        _ => None,
+    }
+}
+
+fn number_to_nanos(n: &Number) -> Option<i128> {
+    if let Some(i) = n.as_i64() {
+        return i128::from(i).checked_mul(1_000_000_000);
+    }
+    let f = n.as_f64()?;
+    if !f.is_finite() || f.abs() > 1e15 {
+        return None;
+    }
+    Some((f * 1e9).round() as i128)
+}
+
+/// Compiles one condition. `segment_index` resolves segment keys; it is
+/// `None` where segment operators are not allowed (inside segments).
+pub(crate) fn compile_condition(
+    c: &Condition,
+    segment_index: Option<SegmentLookup<'_>>,
+) -> Result<CompiledCondition, (String, OperandError)> {
+    let err = |field: &str, msg: String| Err((field.to_string(), OperandError(msg)));
+    if c.attribute.is_empty() {
+        return err("attribute", "must not be empty".into());
+    }
+    let v = &c.value;
+    let need_string = |what: &str| -> Result<String, (String, OperandError)> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            _ => Err((
+                "value".to_string(),
+                OperandError(format!("{what} needs a string operand")),
+            )),
+        }
+    };
+    let test = match c.op {
+        Operator::Equals | Operator::NotEquals => match Scalar::from_value(v) {
+            Some(s) => Test::Equals(s, c.op == Operator::NotEquals),
+            None => return err("value", "needs a string, number or boolean operand".into()),
+        },
+        Operator::In | Operator::NotIn => {
+            let Value::Array(items) = v else {
+                return err("value", "needs a list operand".into());
+            };
+            let mut set = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                match Scalar::from_value(item) {
+                    Some(s) => set.push(s),
+                    None => {
+                        return err(
+                            &format!("value[{i}]"),
+                            "list elements must be strings, numbers or booleans".into(),
+                        );
+                    }
+                }
+            }
+            Test::In(ScalarSet::new(set), c.op == Operator::NotIn)
+        }
+        Operator::Contains | Operator::NotContains => {
+            Test::Contains(need_string("contains")?, c.op == Operator::NotContains)
+        }
+        Operator::StartsWith => Test::StartsWith(need_string("starts_with")?),
+        Operator::EndsWith => Test::EndsWith(need_string("ends_with")?),
+        Operator::Matches | Operator::NotMatches => {
+            let src = need_string("matches")?;
+            if src.len() > REGEX_MAX_LEN {
+                return err(
+                    "value",
+                    format!("invalid regex: longer than {REGEX_MAX_LEN} bytes"),
+                );
+            }
+            let re = regex::RegexBuilder::new(&src)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|e| {
+                    (
+                        "value".to_string(),
+                        OperandError(format!("invalid regex: {e}")),
+                    )
+                })?;
+            Test::Matches(Box::new(re), c.op == Operator::NotMatches)
+        }
+        Operator::Lt | Operator::Lte | Operator::Gt | Operator::Gte => {
+            let Some(n) = v.as_f64() else {
+                return err("value", "needs a number operand".into());
+            };
+            Test::Number(cmp_of(c.op), n)
+        }
+        Operator::SemverEq
+        | Operator::SemverLt
+        | Operator::SemverLte
+        | Operator::SemverGt
+        | Operator::SemverGte => {
+            let s = need_string("semver operators")?;
+            let Some(ver) = parse_semver(&s) else {
+                return err("value", format!("invalid semantic version {s:?}"));
+            };
+            Test::Semver(cmp_of(c.op), Box::new(ver))
+        }
+        Operator::Before | Operator::After => {
+            let Some(t) = parse_instant(v) else {
+                return err(
+                    "value",
+                    "needs an RFC 3339 date-time string or a number of Unix seconds".into(),
+                );
+            };
+            Test::Instant(
+                if c.op == Operator::Before {
+                    Cmp::Lt
+                } else {
+                    Cmp::Gt
+                },
+                t,
+            )
+        }
+        Operator::Exists | Operator::NotExists => {
+            if !v.is_null() {
+                return err("value", "exists/not_exists take no operand".into());
+            }
+            Test::Exists(c.op == Operator::NotExists)
+        }
+        Operator::InSegment | Operator::NotInSegment => {
+            let Some(lookup) = segment_index else {
+                return err("op", "segment rules cannot use segment operators".into());
+            };
+            let Value::Array(items) = v else {
+                return err("value", "needs a list of segment keys".into());
+            };
+            let mut idx = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let Some(key) = item.as_str() else {
+                    return err(&format!("value[{i}]"), "segment keys are strings".into());
+                };
+                match lookup(key) {
+                    Some(j) => idx.push(j),
+                    None => return err(&format!("value[{i}]"), format!("unknown segment {key:?}")),
+                }
+            }
+            Test::InSegment(idx, c.op == Operator::NotInSegment)
+        }
+    };
+    Ok(CompiledCondition {
+        attribute: c.attribute.clone(),
+        test,
+    })
+}
+
+fn cmp_of(op: Operator) -> Cmp {
+    match op {
+        Operator::Lt | Operator::SemverLt => Cmp::Lt,
+        Operator::Lte | Operator::SemverLte => Cmp::Lte,
+        Operator::Gt | Operator::SemverGt => Cmp::Gt,
+        Operator::Gte | Operator::SemverGte => Cmp::Gte,
+        _ => Cmp::Eq,
+    }
+}
+
+impl CompiledCondition {
+    /// Whether the condition holds. Segment tests are delegated to
+    /// `in_segment(segment_index, unit)`.
+    #[inline]
+    pub(crate) fn holds(
+        &self,
+        ctx: &Context,
+        in_segment: &dyn Fn(usize, Option<&Value>) -> bool,
+    ) -> bool {
+        let attr = ctx.get(&self.attribute);
+        if let Test::InSegment(segments, negated) = &self.test {
+            let any = segments.iter().any(|&s| in_segment(s, attr));
+            return any != *negated;
+        }
+        let Some(v) = attr else {
+            return matches!(self.test, Test::Exists(true));
+        };
+        match &self.test {
+            Test::Equals(s, neg) => match (s, v) {
+                (Scalar::Str(_), Value::String(_))
+                | (Scalar::Num(_), Value::Number(_))
+                | (Scalar::Bool(_), Value::Bool(_)) => s.eq_value(v) != *neg,
+                _ => false,
+            },
+            Test::In(set, neg) => match v {
+                Value::String(_) | Value::Number(_) | Value::Bool(_) => set.contains(v) != *neg,
+                _ => false,
+            },
+            Test::Contains(needle, neg) => match v {
+                Value::String(s) => s.contains(needle.as_str()) != *neg,
+                _ => false,
+            },
+            Test::StartsWith(p) => v.as_str().is_some_and(|s| s.starts_with(p.as_str())),
+            Test::EndsWith(p) => v.as_str().is_some_and(|s| s.ends_with(p.as_str())),
+            Test::Matches(re, neg) => match v {
+                Value::String(s) => re.is_match(s) != *neg,
+                _ => false,
+            },
+            Test::Number(cmp, n) => match v.as_f64() {
+                Some(x) if v.is_number() => x.partial_cmp(n).is_some_and(|o| cmp.holds(o)),
+                _ => false,
+            },
+            Test::Semver(cmp, want) => match v.as_str().and_then(parse_semver) {
+                Some(have) => cmp.holds(have.cmp_precedence(want)),
+                None => false,
+            },
+            Test::Instant(cmp, t) => match parse_instant(v) {
+                Some(have) => cmp.holds(have.cmp(t)),
+                None => false,
+            },
+            Test::Exists(neg) => !*neg,
+            Test::InSegment(..) => false,
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The evaluation context: a targeting key plus attributes.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::model::TARGETING_KEY;
+
+/// Attributes of the unit being evaluated. The targeting key is stored as
+/// the attribute `targetingKey`, so conditions and `bucket_by` name it like
+/// any other attribute.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Context {
+    attributes: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContextError {
+    #[error("context must be a JSON object")]
+    NotAnObject,
+    #[error("targetingKey must be a string")]
+    TargetingKeyNotString,
+}
+
+impl Context {
+    /// An empty context (no targeting key).
+    pub fn new() -> Self {
+        Context::default()
+    }
+
+    /// A context with only a targeting key.
+    pub fn with_key(targeting_key: impl Into<String>) -> Self {
+        let mut c = Context::new();
+        c.set(TARGETING_KEY, Value::String(targeting_key.into()));
+        c
+    }
+
+    /// Builds a context from a JSON object such as OFREP's `context`.
+    pub fn from_value(value: Value) -> Result<Self, ContextError> {
+        match value {
+            Value::Object(attributes) => Self::from_map(attributes),
+            _ => Err(ContextError::NotAnObject),
+        }
+    }
+
+    pub fn from_map(attributes: Map<String, Value>) -> Result<Self, ContextError> {
+        match attributes.get(TARGETING_KEY) {
+            None | Some(Value::Null) | Some(Value::String(_)) => Ok(Context { attributes }),
+            Some(_) => Err(ContextError::TargetingKeyNotString),
+        }
+    }
+
+    /// Sets an attribute, returning `self` for chaining.
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<Value>) -> &mut Self {
+        self.attributes.insert(name.into(), value.into());
+        self
+    }
+
+    /// The attribute's value; `null` counts as absent.
+    #[inline]
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        match self.attributes.get(name) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    pub fn targeting_key(&self) -> Option<&str> {
+        self.get(TARGETING_KEY).and_then(Value::as_str)
+    }
+
+    pub fn attributes(&self) -> &Map<String, Value> {
+        &self.attributes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_non_string_targeting_key_is_rejected() {
+        assert_eq!(
+            Context::from_value(json!({"targetingKey": 5})),
+            Err(ContextError::TargetingKeyNotString)
+        );
+        assert_eq!(
+            Context::from_value(json!([1])),
+            Err(ContextError::NotAnObject)
+        );
+    }
+
+    #[test]
+    fn null_attributes_count_as_absent() {
+        let c = Context::from_value(json!({"targetingKey": "u", "plan": null})).unwrap();
+        assert_eq!(c.get("plan"), None);
+        assert_eq!(c.targeting_key(), Some("u"));
+    }
+}
