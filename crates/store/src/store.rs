@@ -1,0 +1,236 @@
+//! The [`ConfigStore`] trait: everything the server asks of a config store.
+
+use async_trait::async_trait;
+use switchyard_core::model::ConfigDocument;
+use tokio::sync::broadcast;
+
+use crate::error::Result;
+use crate::types::*;
+
+/// A config store. Every write takes the acting principal (`actor`, written
+/// to the audit log with the change, in the same transaction) and, for
+/// updates and deletes, the version the caller last read.
+///
+/// Writes to flags, segments, experiments and holdouts are checked by
+/// compiling every affected environment's document with
+/// `switchyard_core::compile`; a change the evaluator would reject fails
+/// with [`crate::StoreError::Invalid`] and writes nothing.
+#[async_trait]
+pub trait ConfigStore: Send + Sync + std::fmt::Debug {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+
+    /// Notified after every committed write, also (on PostgreSQL) writes
+    /// made by other nodes sharing the database.
+    fn subscribe(&self) -> broadcast::Receiver<Change>;
+
+    // Organisation
+    async fn organisation(&self) -> Result<Option<String>>;
+    async fn set_organisation(&self, actor: &str, name: &str) -> Result<()>;
+
+    // Projects
+    async fn list_projects(&self) -> Result<Vec<Project>>;
+    async fn get_project(&self, key: &str) -> Result<Project>;
+    async fn create_project(&self, actor: &str, input: ProjectInput) -> Result<Project>;
+    /// Renames; the key of a project never changes.
+    async fn update_project(
+        &self,
+        actor: &str,
+        key: &str,
+        expected: Version,
+        name: &str,
+    ) -> Result<Project>;
+    /// Deletes the project and everything in it.
+    async fn delete_project(&self, actor: &str, key: &str, expected: Version) -> Result<()>;
+
+    // Environments
+    async fn list_environments(&self, project: &str) -> Result<Vec<Environment>>;
+    async fn get_environment(&self, project: &str, key: &str) -> Result<Environment>;
+    async fn create_environment(
+        &self,
+        actor: &str,
+        project: &str,
+        input: EnvironmentInput,
+    ) -> Result<Environment>;
+    async fn update_environment(
+        &self,
+        actor: &str,
+        project: &str,
+        key: &str,
+        expected: Version,
+        name: &str,
+    ) -> Result<Environment>;
+    /// Deletes the environment with its flag settings, experiments and holdouts.
+    async fn delete_environment(
+        &self,
+        actor: &str,
+        project: &str,
+        key: &str,
+        expected: Version,
+    ) -> Result<()>;
+
+    // Flags
+    async fn list_flags(&self, project: &str) -> Result<Vec<FlagDefinition>>;
+    async fn get_flag(&self, project: &str, key: &str) -> Result<FlagDefinition>;
+    async fn create_flag(
+        &self,
+        actor: &str,
+        project: &str,
+        input: FlagInput,
+    ) -> Result<FlagDefinition>;
+    /// Replaces the flag (its key must match `key`); environments not named
+    /// in `input.environments` keep their settings.
+    async fn update_flag(
+        &self,
+        actor: &str,
+        project: &str,
+        key: &str,
+        expected: Version,
+        input: FlagInput,
+    ) -> Result<FlagDefinition>;
+    async fn delete_flag(
+        &self,
+        actor: &str,
+        project: &str,
+        key: &str,
+        expected: Version,
+    ) -> Result<()>;
+
+    // Segments
+    async fn list_segments(&self, project: &str) -> Result<Vec<SegmentDefinition>>;
+    async fn get_segment(&self, project: &str, key: &str) -> Result<SegmentDefinition>;
+    async fn create_segment(
+        &self,
+        actor: &str,
+        project: &str,
+        input: SegmentInput,
+    ) -> Result<SegmentDefinition>;
+    async fn update_segment(
+        &self,
+        actor: &str,
+        project: &str,
+        key: &str,
+        expected: Version,
+        input: SegmentInput,
+    ) -> Result<SegmentDefinition>;
+    async fn delete_segment(
+        &self,
+        actor: &str,
+        project: &str,
+        key: &str,
+        expected: Version,
+    ) -> Result<()>;
+
+    // Experiments (per environment)
+    async fn list_experiments(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<Vec<ExperimentDefinition>>;
+    async fn get_experiment(
+        &self,
+        project: &str,
+        environment: &str,
+        key: &str,
+    ) -> Result<ExperimentDefinition>;
+    /// Creates a draft.
+    async fn create_experiment(
+        &self,
+        actor: &str,
+        project: &str,
+        environment: &str,
+        input: ExperimentInput,
+    ) -> Result<ExperimentDefinition>;
+    /// Only a draft can be edited.
+    async fn update_experiment(
+        &self,
+        actor: &str,
+        project: &str,
+        environment: &str,
+        key: &str,
+        expected: Version,
+        input: ExperimentInput,
+    ) -> Result<ExperimentDefinition>;
+    async fn delete_experiment(
+        &self,
+        actor: &str,
+        project: &str,
+        environment: &str,
+        key: &str,
+        expected: Version,
+    ) -> Result<()>;
+    /// Draft to running.
+    async fn start_experiment(
+        &self,
+        actor: &str,
+        project: &str,
+        environment: &str,
+        key: &str,
+        expected: Version,
+    ) -> Result<ExperimentDefinition>;
+    /// Running to stopped, optionally shipping `winner` to everyone.
+    async fn stop_experiment(
+        &self,
+        actor: &str,
+        project: &str,
+        environment: &str,
+        key: &str,
+        expected: Version,
+        winner: Option<String>,
+    ) -> Result<ExperimentDefinition>;
+
+    // Holdouts (per environment)
+    async fn list_holdouts(&self, project: &str, environment: &str)
+    -> Result<Vec<HoldoutDefinition>>;
+    async fn get_holdout(
+        &self,
+        project: &str,
+        environment: &str,
+        key: &str,
+    ) -> Result<HoldoutDefinition>;
+    async fn create_holdout(
+        &self,
+        actor: &str,
+        project: &str,
+        environment: &str,
+        input: HoldoutInput,
+    ) -> Result<HoldoutDefinition>;
+    async fn update_holdout(
+        &self,
+        actor: &str,
+        project: &str,
+        environment: &str,
+        key: &str,
+        expected: Version,
+        input: HoldoutInput,
+    ) -> Result<HoldoutDefinition>;
+    async fn delete_holdout(
+        &self,
+        actor: &str,
+        project: &str,
+        environment: &str,
+        key: &str,
+        expected: Version,
+    ) -> Result<()>;
+
+    // API keys
+    /// Creates a key; the returned secret is never stored nor shown again.
+    async fn create_api_key(&self, actor: &str, input: ApiKeyInput) -> Result<CreatedApiKey>;
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
+    async fn get_api_key(&self, id: &str) -> Result<ApiKey>;
+    async fn revoke_api_key(&self, actor: &str, id: &str) -> Result<ApiKey>;
+    /// The live (not revoked) key whose secret this is.
+    async fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>>;
+
+    // Audit log
+    async fn list_audit(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>>;
+
+    // Documents
+    /// The evaluator's document for one environment. Its `revision` is the
+    /// project's change counter: it grows with every change in the project.
+    async fn environment_document(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<ConfigDocument>;
+}

@@ -1,0 +1,330 @@
+//! Control-plane resources as the store reads and writes them.
+//!
+//! Each definition carries its `version`, an integer that starts at 1 and
+//! grows by one on every change; updates and deletes take the version the
+//! caller last read and fail with [`crate::StoreError::Conflict`] when it is
+//! stale. Inputs (`*Input`) are what a caller may set: no versions, no
+//! timestamps, no status.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use switchyard_core::model::{
+    BasisPoints, Condition, ExperimentStatus, FlagType, LayerRange, Prerequisite, Rule,
+    SegmentRule, Serve, Variation, WeightedVariation, default_bucket_by,
+};
+use time::OffsetDateTime;
+
+/// Resource version, for optimistic concurrency (and the server's ETag).
+pub type Version = i64;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Project {
+    pub key: String,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub version: Version,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectInput {
+    pub key: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub project: String,
+    pub key: String,
+    pub name: String,
+    pub version: Version,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentInput {
+    pub key: String,
+    pub name: String,
+}
+
+/// A flag with its settings in every environment of its project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagDefinition {
+    pub project: String,
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    #[serde(rename = "type")]
+    pub flag_type: FlagType,
+    pub variations: Vec<Variation>,
+    pub tags: Vec<String>,
+    /// Archived flags keep their definition but leave every document.
+    pub archived: bool,
+    /// Keyed by environment key; an environment missing here gets
+    /// [`FlagEnvironment::off`] (see [`FlagDefinition::settings_for`]).
+    pub environments: BTreeMap<String, FlagEnvironment>,
+    pub version: Version,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl FlagDefinition {
+    /// The flag's settings in `environment`, or the off default.
+    pub fn settings_for(&self, environment: &str) -> FlagEnvironment {
+        self.environments
+            .get(environment)
+            .cloned()
+            .unwrap_or_else(|| FlagEnvironment::off(&self.flag_type, &self.variations))
+    }
+}
+
+/// A flag's settings in one environment (see `docs/evaluation.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagEnvironment {
+    #[serde(default)]
+    pub enabled: bool,
+    pub off_variation: String,
+    #[serde(default)]
+    pub prerequisites: Vec<Prerequisite>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    pub fallthrough: Serve,
+}
+
+impl FlagEnvironment {
+    /// The settings of an environment nobody configured yet: off, serving
+    /// the `false` variation of a boolean flag, else the first variation.
+    pub fn off(flag_type: &FlagType, variations: &[Variation]) -> FlagEnvironment {
+        let chosen = match flag_type {
+            FlagType::Boolean => variations.iter().find(|v| v.value == Value::Bool(false)),
+            _ => None,
+        }
+        .or(variations.first())
+        .map(|v| v.key.clone())
+        .unwrap_or_default();
+        FlagEnvironment {
+            enabled: false,
+            off_variation: chosen.clone(),
+            prerequisites: Vec::new(),
+            rules: Vec::new(),
+            fallthrough: Serve::Variation(chosen),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagInput {
+    pub key: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(rename = "type")]
+    pub flag_type: FlagType,
+    pub variations: Vec<Variation>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub archived: bool,
+    /// Environments not named here are off (on create) or keep their
+    /// settings (on update).
+    #[serde(default)]
+    pub environments: BTreeMap<String, FlagEnvironment>,
+}
+
+/// A project-level segment, present in every environment's document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentDefinition {
+    pub project: String,
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    pub included: Vec<String>,
+    pub excluded: Vec<String>,
+    pub rules: Vec<SegmentRule>,
+    pub version: Version,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentInput {
+    pub key: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub included: Vec<String>,
+    #[serde(default)]
+    pub excluded: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<SegmentRule>,
+}
+
+/// An experiment in one environment. Its status only changes through
+/// `start_experiment` (draft to running) and `stop_experiment` (running to
+/// stopped); there is no way back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentDefinition {
+    pub project: String,
+    pub environment: String,
+    pub key: String,
+    pub flag: String,
+    pub name: String,
+    pub hypothesis: String,
+    pub status: ExperimentStatus,
+    pub variations: Vec<WeightedVariation>,
+    pub coverage: BasisPoints,
+    pub bucket_by: String,
+    pub conditions: Vec<Condition>,
+    pub layer: Option<LayerRange>,
+    pub holdouts: Vec<String>,
+    pub winner: Option<String>,
+    /// Names of the metrics to analyse.
+    pub metrics: Vec<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub stopped_at: Option<OffsetDateTime>,
+    pub version: Version,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentInput {
+    pub key: String,
+    pub flag: String,
+    pub name: String,
+    #[serde(default)]
+    pub hypothesis: String,
+    pub variations: Vec<WeightedVariation>,
+    #[serde(default = "full_coverage")]
+    pub coverage: BasisPoints,
+    #[serde(default = "default_bucket_by")]
+    pub bucket_by: String,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub layer: Option<LayerRange>,
+    #[serde(default)]
+    pub holdouts: Vec<String>,
+    #[serde(default)]
+    pub metrics: Vec<String>,
+}
+
+fn full_coverage() -> BasisPoints {
+    10_000
+}
+
+/// A holdout in one environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldoutDefinition {
+    pub project: String,
+    pub environment: String,
+    pub key: String,
+    pub size: BasisPoints,
+    pub bucket_by: String,
+    pub version: Version,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldoutInput {
+    pub key: String,
+    pub size: BasisPoints,
+    #[serde(default = "default_bucket_by")]
+    pub bucket_by: String,
+}
+
+/// What an admin key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Editor,
+    Admin,
+}
+
+/// The three kinds of API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeyKind {
+    /// Control-plane access with a role; `project: None` means every project.
+    Admin(Role),
+    /// Reads one environment's full configuration document.
+    Server,
+    /// Evaluates flags in one environment, nothing else.
+    Client,
+}
+
+/// An API key as stored: never the secret, only who it is and what it may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub kind: ApiKeyKind,
+    /// `None` only for admin keys that span every project.
+    pub project: Option<String>,
+    /// Set for server and client keys.
+    pub environment: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+    /// The first characters of the secret (`sy_server_AbC1`), to recognise it.
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyInput {
+    pub name: String,
+    pub kind: ApiKeyKind,
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub environment: Option<String>,
+}
+
+/// A newly created key and its secret. The secret exists only here: the
+/// store keeps its SHA-256 hash.
+#[derive(Debug, Clone)]
+pub struct CreatedApiKey {
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+/// One recorded change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor: String,
+    /// `create`, `update`, `delete`, `start`, `stop`, `revoke`.
+    pub action: String,
+    /// `project`, `environment`, `flag`, `segment`, `experiment`, `holdout`, `api_key`.
+    pub resource_kind: String,
+    pub project: Option<String>,
+    pub resource_key: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// Which audit entries to list: newest first, at most `limit` (default
+/// 100, at most 1000), with an id below `before_id` (a cursor).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    pub project: Option<String>,
+    pub resource_kind: Option<String>,
+    pub resource_key: Option<String>,
+    pub limit: Option<u32>,
+    pub before_id: Option<i64>,
+}
+
+/// Sent to subscribers after every committed write. `environment` is `None`
+/// when the change touches every environment of the project (a flag or a
+/// segment). API key changes send nothing: keys are checked against the
+/// store on every `authenticate`, so a revocation needs no notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub project: String,
+    pub environment: Option<String>,
+    pub revision: u64,
+}
