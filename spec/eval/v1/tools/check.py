@@ -66,11 +66,14 @@ def fields(where, obj, allowed, required=()):
 
 
 def same(a, b):
-    """JSON equality with numbers compared by value."""
+    """JSON equality as serde_json::Value compares it."""
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
+        # serde_json::Value equality (what crates/core/tests/spec.rs uses)
+        # distinguishes 1 from 1.0, so the corpus writes values exactly as
+        # the variation does.
+        return type(a) is type(b) and a == b
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     if isinstance(a, dict) and isinstance(b, dict):
@@ -256,6 +259,11 @@ def check_case_file(path):
         names.add(c["name"])
         if not c["name"].rstrip().endswith("."):
             fail(w, "name should be a sentence ending with a period")
+        ctx = c["context"]
+        if not isinstance(ctx, dict):
+            fail(w, "context must be an object")
+        elif not (ctx.get("targetingKey") is None or isinstance(ctx["targetingKey"], str)):
+            fail(w, "targetingKey must be a string (or null / absent)")
         ex = c["expected"]
         if set(ex) != EXPECTED:
             fail(w, f"expected must have exactly {sorted(EXPECTED)}")
@@ -386,13 +394,37 @@ def check_invalid(path):
     return len(data["cases"])
 
 
+def murmur3_py(data: bytes, seed: int = 0) -> int:
+    """Plain-Python murmur3_x86_32, independent of mmh3, for the vectors."""
+    c1, c2 = 0xCC9E2D51, 0x1B873593
+    rotl = lambda x, r: ((x << r) | (x >> (32 - r))) & 0xFFFFFFFF  # noqa: E731
+    h, n = seed & 0xFFFFFFFF, len(data)
+    for i in range(0, n - n % 4, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = rotl((k * c1) & 0xFFFFFFFF, 15) * c2 & 0xFFFFFFFF
+        h = (rotl(h ^ k, 13) * 5 + 0xE6546B64) & 0xFFFFFFFF
+    tail, k = data[n - n % 4:], 0
+    for j in reversed(range(len(tail))):
+        k = (k << 8) | tail[j]
+    if tail:
+        h ^= rotl((k * c1) & 0xFFFFFFFF, 15) * c2 & 0xFFFFFFFF
+    h ^= n
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
 def check_vectors(path):
     data = json.loads(path.read_text(encoding="utf-8"))
     n = 0
-    for v in data["hash"]:
-        raw = bytes.fromhex(v["input_hex"])
+    for v in data["murmur3"]:
+        raw = bytes.fromhex(v["hex"])
         if v["input"] is not None and v["input"].encode("utf-8") != raw:
-            fail(path.name, f"input and input_hex disagree: {v['input']!r}")
+            fail(path.name, f"input and hex disagree: {v['input']!r}")
+        if murmur3_py(raw, v["seed"]) != v["expected"]:
+            fail(path.name, f"pure-Python murmur3 disagrees: {v}")
         if int(v["expected_hex"], 16) != v["expected"]:
             fail(path.name, f"expected_hex disagrees: {v}")
         if bucket:
@@ -401,6 +433,9 @@ def check_vectors(path):
                 fail(path.name, f"mmh3 disagrees: {v}")
         n += 1
     for v in data["buckets"]:
+        h = murmur3_py(f"{v['salt']}/{v['unit']}".encode("utf-8"))
+        if (h * 10000) >> 32 != v["bucket"]:
+            fail(path.name, f"pure-Python bucket disagrees: {v}")
         if bucket and bucket(v["salt"], v["unit"]) != v["bucket"]:
             fail(path.name, f"bucket disagrees: {v}")
         n += 1

@@ -85,24 +85,24 @@ def main():
     for raw, seed, want in PUBLISHED:
         got = mmh3.hash(raw, seed, signed=False)
         assert got == want, (raw, seed, hex(got), hex(want))
-        hashes.append({"input": text(raw), "input_hex": raw.hex(), "seed": seed,
+        hashes.append({"input": text(raw), "hex": raw.hex(), "seed": seed,
                        "expected": want, "expected_hex": f"0x{want:08x}", "source": "published"})
     for s, seed in COMPUTED:
         raw = s.encode("utf-8")
         h = mmh3.hash(raw, seed, signed=False)
-        hashes.append({"input": s, "input_hex": raw.hex(), "seed": seed,
+        hashes.append({"input": s, "hex": raw.hex(), "seed": seed,
                        "expected": h, "expected_hex": f"0x{h:08x}", "source": "mmh3"})
     buckets = [{"salt": s, "unit": u, "bucket": bucket(s, u)} for s, u in BUCKETS]
     doc = {
-        "description": "Test vectors for murmur3_x86_32 and the frozen bucket function. `hash`: input as a UTF-8 string "
-                       "(null when the bytes are not UTF-8) and as hex bytes, seed, expected unsigned 32-bit hash "
+        "description": "Test vectors for murmur3_x86_32 and the frozen bucket function. `murmur3`: `input` as a UTF-8 string "
+                       "(null when the bytes are not UTF-8) and `hex`, the same bytes in hex, seed, expected unsigned 32-bit hash "
                        "(decimal and hex); `source` is \"published\" for well-known published values (also verified "
                        "with mmh3) or \"mmh3\" for values computed with the Python mmh3 package. `buckets`: "
                        "bucket = (murmur3_x86_32(utf8(salt + \"/\" + unit), 0) * 10000) >> 32, computed with mmh3.",
-        "hash": hashes,
+        "murmur3": hashes,
         "buckets": buckets,
     }
-    lines = ["{", f'  "description": {json.dumps(doc["description"], ensure_ascii=False)},', '  "hash": [']
+    lines = ["{", f'  "description": {json.dumps(doc["description"], ensure_ascii=False)},', '  "murmur3": [']
     lines.append(",\n".join("    " + json.dumps(h, ensure_ascii=False) for h in hashes))
     lines.append("  ],")
     lines.append('  "buckets": [')
