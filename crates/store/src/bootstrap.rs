@@ -55,7 +55,9 @@ async fn first_start(store: &dyn ConfigStore) -> Result<Option<BootstrapOutput>>
             key: key.into(),
             name: name.into(),
         };
-        store.create_environment(BOOTSTRAP_ACTOR, "default", env).await?;
+        store
+            .create_environment(BOOTSTRAP_ACTOR, "default", env)
+            .await?;
     }
     let key = store
         .create_api_key(

@@ -13,7 +13,8 @@ use crate::store::ConfigStore;
 use crate::types::*;
 
 const PROJECT: &str = "demo";
-const ENVIRONMENTS: [(&str, &str); 2] = [("development", "Development"), ("production", "Production")];
+const ENVIRONMENTS: [(&str, &str); 2] =
+    [("development", "Development"), ("production", "Production")];
 
 fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
     Ok(serde_json::from_value(value)?)
@@ -38,7 +39,13 @@ fn everywhere(settings: Value) -> Result<BTreeMap<String, FlagEnvironment>> {
         .collect())
 }
 
-fn flag(key: &str, name: &str, flag_type: FlagType, vars: Vec<Variation>, settings: Value) -> Result<FlagInput> {
+fn flag(
+    key: &str,
+    name: &str,
+    flag_type: FlagType,
+    vars: Vec<Variation>,
+    settings: Value,
+) -> Result<FlagInput> {
     Ok(FlagInput {
         key: key.into(),
         name: name.into(),
@@ -93,7 +100,11 @@ pub(crate) async fn create(store: &dyn ConfigStore) -> Result<()> {
             "max-cart-items",
             "Maximum items in the cart",
             FlagType::Number,
-            variations(&[("small", json!(10)), ("medium", json!(25)), ("large", json!(50))]),
+            variations(&[
+                ("small", json!(10)),
+                ("medium", json!(25)),
+                ("large", json!(50)),
+            ]),
             json!({"enabled": true, "off_variation": "medium",
                    "rules": [{"id": "pro-plan", "conditions": [
                        {"attribute": "plan", "op": "equals", "value": "pro"}],
@@ -127,7 +138,10 @@ pub(crate) async fn create(store: &dyn ConfigStore) -> Result<()> {
             "checkout-flow",
             "Checkout flow",
             FlagType::String,
-            variations(&[("classic", json!("classic")), ("one-page", json!("one-page"))]),
+            variations(&[
+                ("classic", json!("classic")),
+                ("one-page", json!("one-page")),
+            ]),
             json!({"enabled": true, "off_variation": "classic",
                    "rules": [{"id": "staff", "conditions": [
                        {"attribute": "email", "op": "ends_with", "value": "@example.com"}],

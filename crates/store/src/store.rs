@@ -180,8 +180,11 @@ pub trait ConfigStore: Send + Sync + std::fmt::Debug {
     ) -> Result<ExperimentDefinition>;
 
     // Holdouts (per environment)
-    async fn list_holdouts(&self, project: &str, environment: &str)
-    -> Result<Vec<HoldoutDefinition>>;
+    async fn list_holdouts(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<Vec<HoldoutDefinition>>;
     async fn get_holdout(
         &self,
         project: &str,

@@ -14,7 +14,10 @@ pub(crate) async fn load(
     environment: &str,
 ) -> Result<ConfigDocument> {
     let revision = rows::project_revision(conn, project).await?;
-    if rows::find_environment(conn, project, environment).await?.is_none() {
+    if rows::find_environment(conn, project, environment)
+        .await?
+        .is_none()
+    {
         return Err(StoreError::not_found(
             "environment",
             format!("{project}/{environment}"),

@@ -41,7 +41,9 @@ async fn find_holdout(
     environment: &str,
     key: &str,
 ) -> Result<Option<HoldoutDefinition>> {
-    Ok(rows::holdouts(w.conn(), project, environment, Some(key)).await?.pop())
+    Ok(rows::holdouts(w.conn(), project, environment, Some(key))
+        .await?
+        .pop())
 }
 
 /// Writes `e` over the stored experiment of the same key (which must exist).
@@ -95,8 +97,14 @@ impl SqlStore {
         environment: &str,
     ) -> Result<Vec<ExperimentDefinition>> {
         let mut conn = self.read().await?;
-        if rows::find_environment(&mut conn, project, environment).await?.is_none() {
-            return Err(StoreError::not_found("environment", format!("{project}/{environment}")));
+        if rows::find_environment(&mut conn, project, environment)
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::not_found(
+                "environment",
+                format!("{project}/{environment}"),
+            ));
         }
         rows::experiments(&mut conn, project, environment, None).await
     }
@@ -123,13 +131,19 @@ impl SqlStore {
         check_key("experiment", &input.key)?;
         let mut w = self.write().await?;
         require_environment(&mut w, project, environment).await?;
-        if find_experiment(&mut w, project, environment, &input.key).await.is_ok() {
+        if find_experiment(&mut w, project, environment, &input.key)
+            .await
+            .is_ok()
+        {
             return Err(StoreError::AlreadyExists {
                 kind: "experiment",
                 key: path(project, environment, &input.key),
             });
         }
-        if rows::flags(w.conn(), project, Some(&input.flag)).await?.is_empty() {
+        if rows::flags(w.conn(), project, Some(&input.flag))
+            .await?
+            .is_empty()
+        {
             return Err(StoreError::Invalid(format!(
                 "experiment {:?}: unknown flag {:?}",
                 input.key, input.flag
@@ -168,8 +182,16 @@ impl SqlStore {
         apply_input(&mut created, input);
         save_experiment(&mut w, &created).await?;
         validate(w.conn(), project, Some(environment)).await?;
-        w.audit(actor, "create", "experiment", Some(project), &created.key, None::<&()>, Some(&created))
-            .await?;
+        w.audit(
+            actor,
+            "create",
+            "experiment",
+            Some(project),
+            &created.key,
+            None::<&()>,
+            Some(&created),
+        )
+        .await?;
         w.touch(project, Some(environment)).await?;
         w.commit().await?;
         Ok(created)
@@ -278,8 +300,16 @@ impl SqlStore {
         after.version += 1;
         save_experiment(&mut w, &after).await?;
         validate(w.conn(), project, Some(environment)).await?;
-        w.audit(actor, action, "experiment", Some(project), key, Some(&before), Some(&after))
-            .await?;
+        w.audit(
+            actor,
+            action,
+            "experiment",
+            Some(project),
+            key,
+            Some(&before),
+            Some(&after),
+        )
+        .await?;
         w.touch(project, Some(environment)).await?;
         w.commit().await?;
         Ok(after)
@@ -304,8 +334,16 @@ impl SqlStore {
             .await?;
         // A flag rule may still serve this experiment.
         validate(w.conn(), project, Some(environment)).await?;
-        w.audit(actor, "delete", "experiment", Some(project), key, Some(&before), None::<&()>)
-            .await?;
+        w.audit(
+            actor,
+            "delete",
+            "experiment",
+            Some(project),
+            key,
+            Some(&before),
+            None::<&()>,
+        )
+        .await?;
         w.touch(project, Some(environment)).await?;
         w.commit().await
     }
@@ -316,8 +354,14 @@ impl SqlStore {
         environment: &str,
     ) -> Result<Vec<HoldoutDefinition>> {
         let mut conn = self.read().await?;
-        if rows::find_environment(&mut conn, project, environment).await?.is_none() {
-            return Err(StoreError::not_found("environment", format!("{project}/{environment}")));
+        if rows::find_environment(&mut conn, project, environment)
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::not_found(
+                "environment",
+                format!("{project}/{environment}"),
+            ));
         }
         rows::holdouts(&mut conn, project, environment, None).await
     }
@@ -395,8 +439,16 @@ impl SqlStore {
             version,
         };
         let action = if before.is_some() { "update" } else { "create" };
-        w.audit(actor, action, "holdout", Some(project), &after.key, before.as_ref(), Some(&after))
-            .await?;
+        w.audit(
+            actor,
+            action,
+            "holdout",
+            Some(project),
+            &after.key,
+            before.as_ref(),
+            Some(&after),
+        )
+        .await?;
         w.touch(project, Some(environment)).await?;
         w.commit().await?;
         Ok(after)
@@ -422,8 +474,16 @@ impl SqlStore {
             .execute(w.conn())
             .await?;
         validate(w.conn(), project, Some(environment)).await?;
-        w.audit(actor, "delete", "holdout", Some(project), key, Some(&before), None::<&()>)
-            .await?;
+        w.audit(
+            actor,
+            "delete",
+            "holdout",
+            Some(project),
+            key,
+            Some(&before),
+            None::<&()>,
+        )
+        .await?;
         w.touch(project, Some(environment)).await?;
         w.commit().await
     }

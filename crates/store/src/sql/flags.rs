@@ -37,17 +37,22 @@ async fn write_settings(
     settings: &BTreeMap<String, FlagEnvironment>,
 ) -> Result<()> {
     for (environment, s) in settings {
-        if rows::find_environment(w.conn(), project, environment).await?.is_none() {
+        if rows::find_environment(w.conn(), project, environment)
+            .await?
+            .is_none()
+        {
             return Err(StoreError::Invalid(format!(
                 "flag {flag:?}: unknown environment {environment:?}"
             )));
         }
-        sqlx::query("DELETE FROM flag_settings WHERE project = $1 AND flag = $2 AND environment = $3")
-            .bind(project)
-            .bind(flag)
-            .bind(environment)
-            .execute(w.conn())
-            .await?;
+        sqlx::query(
+            "DELETE FROM flag_settings WHERE project = $1 AND flag = $2 AND environment = $3",
+        )
+        .bind(project)
+        .bind(flag)
+        .bind(environment)
+        .execute(w.conn())
+        .await?;
         sqlx::query(
             "INSERT INTO flag_settings (project, flag, environment, settings) VALUES ($1, $2, $3, $4)",
         )
@@ -119,8 +124,16 @@ impl SqlStore {
         let after = find_flag(&mut w, project, &input.key)
             .await?
             .ok_or_else(|| StoreError::not_found("flag", &input.key))?;
-        w.audit(actor, "create", "flag", Some(project), &input.key, None::<&()>, Some(&after))
-            .await?;
+        w.audit(
+            actor,
+            "create",
+            "flag",
+            Some(project),
+            &input.key,
+            None::<&()>,
+            Some(&after),
+        )
+        .await?;
         w.touch(project, None).await?;
         w.commit().await?;
         Ok(after)
@@ -166,8 +179,16 @@ impl SqlStore {
         let after = find_flag(&mut w, project, key)
             .await?
             .ok_or_else(|| StoreError::not_found("flag", key))?;
-        w.audit(actor, "update", "flag", Some(project), key, Some(&before), Some(&after))
-            .await?;
+        w.audit(
+            actor,
+            "update",
+            "flag",
+            Some(project),
+            key,
+            Some(&before),
+            Some(&after),
+        )
+        .await?;
         w.touch(project, None).await?;
         w.commit().await?;
         Ok(after)
@@ -192,8 +213,16 @@ impl SqlStore {
             .await?;
         // Another flag's prerequisite or an experiment may still name it.
         validate(w.conn(), project, None).await?;
-        w.audit(actor, "delete", "flag", Some(project), key, Some(&before), None::<&()>)
-            .await?;
+        w.audit(
+            actor,
+            "delete",
+            "flag",
+            Some(project),
+            key,
+            Some(&before),
+            None::<&()>,
+        )
+        .await?;
         w.touch(project, None).await?;
         w.commit().await
     }
@@ -249,8 +278,16 @@ impl SqlStore {
         let after = find_segment(&mut w, project, &input.key)
             .await?
             .ok_or_else(|| StoreError::not_found("segment", &input.key))?;
-        w.audit(actor, "create", "segment", Some(project), &input.key, None::<&()>, Some(&after))
-            .await?;
+        w.audit(
+            actor,
+            "create",
+            "segment",
+            Some(project),
+            &input.key,
+            None::<&()>,
+            Some(&after),
+        )
+        .await?;
         w.touch(project, None).await?;
         w.commit().await?;
         Ok(after)
@@ -292,8 +329,16 @@ impl SqlStore {
         let after = find_segment(&mut w, project, key)
             .await?
             .ok_or_else(|| StoreError::not_found("segment", key))?;
-        w.audit(actor, "update", "segment", Some(project), key, Some(&before), Some(&after))
-            .await?;
+        w.audit(
+            actor,
+            "update",
+            "segment",
+            Some(project),
+            key,
+            Some(&before),
+            Some(&after),
+        )
+        .await?;
         w.touch(project, None).await?;
         w.commit().await?;
         Ok(after)
@@ -317,8 +362,16 @@ impl SqlStore {
             .execute(w.conn())
             .await?;
         validate(w.conn(), project, None).await?;
-        w.audit(actor, "delete", "segment", Some(project), key, Some(&before), None::<&()>)
-            .await?;
+        w.audit(
+            actor,
+            "delete",
+            "segment",
+            Some(project),
+            key,
+            Some(&before),
+            None::<&()>,
+        )
+        .await?;
         w.touch(project, None).await?;
         w.commit().await
     }

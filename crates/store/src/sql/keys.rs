@@ -23,7 +23,10 @@ impl SqlStore {
                 ));
             }
             (_, Some(project), Some(environment)) => {
-                if rows::find_environment(w.conn(), project, environment).await?.is_none() {
+                if rows::find_environment(w.conn(), project, environment)
+                    .await?
+                    .is_none()
+                {
                     return Err(StoreError::Invalid(format!(
                         "unknown environment {project}/{environment}"
                     )));
@@ -70,8 +73,16 @@ impl SqlStore {
         .bind(fmt_time(key.created_at))
         .execute(w.conn())
         .await?;
-        w.audit(actor, "create", "api_key", key.project.as_deref(), &key.id, None::<&()>, Some(&key))
-            .await?;
+        w.audit(
+            actor,
+            "create",
+            "api_key",
+            key.project.as_deref(),
+            &key.id,
+            None::<&()>,
+            Some(&key),
+        )
+        .await?;
         w.commit().await?;
         Ok(CreatedApiKey { key, secret })
     }
@@ -121,8 +132,16 @@ impl SqlStore {
             .bind(id)
             .execute(w.conn())
             .await?;
-        w.audit(actor, "revoke", "api_key", after.project.as_deref(), id, Some(&before), Some(&after))
-            .await?;
+        w.audit(
+            actor,
+            "revoke",
+            "api_key",
+            after.project.as_deref(),
+            id,
+            Some(&before),
+            Some(&after),
+        )
+        .await?;
         w.commit().await?;
         Ok(after)
     }

@@ -72,10 +72,18 @@ impl SqlStore {
             Box::pin(async move {
                 // WAL: readers never wait for the writer. The busy timeout
                 // makes a second writer wait instead of failing at once.
-                sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
-                sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA foreign_keys = ON")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA busy_timeout = 10000")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(())
             })
         });
@@ -105,7 +113,10 @@ impl SqlStore {
     /// the migrations and starts listening for other nodes' changes.
     pub async fn open_postgres(url: &str) -> Result<SqlStore> {
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new().max_connections(10).connect(url).await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(10)
+            .connect(url)
+            .await?;
         POSTGRES_MIGRATIONS.run(&pool).await?;
         let node = crate::secret::random_base62(16)?;
         let (changes, _) = broadcast::channel(1024);

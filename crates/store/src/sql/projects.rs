@@ -42,8 +42,16 @@ impl SqlStore {
             .bind(name)
             .execute(w.conn())
             .await?;
-        w.audit(actor, "update", "organisation", None, "organisation", before.as_ref(), Some(&name))
-            .await?;
+        w.audit(
+            actor,
+            "update",
+            "organisation",
+            None,
+            "organisation",
+            before.as_ref(),
+            Some(&name),
+        )
+        .await?;
         w.commit().await
     }
 
@@ -91,8 +99,16 @@ impl SqlStore {
         let created = rows::find_project(w.conn(), &input.key)
             .await?
             .ok_or_else(|| StoreError::not_found("project", &input.key))?;
-        w.audit(actor, "create", "project", Some(&input.key), &input.key, None::<&()>, Some(&created))
-            .await?;
+        w.audit(
+            actor,
+            "create",
+            "project",
+            Some(&input.key),
+            &input.key,
+            None::<&()>,
+            Some(&created),
+        )
+        .await?;
         w.touch(&input.key, None).await?;
         w.commit().await?;
         Ok(created)
@@ -118,8 +134,16 @@ impl SqlStore {
         let after = rows::find_project(w.conn(), key)
             .await?
             .ok_or_else(|| StoreError::not_found("project", key))?;
-        w.audit(actor, "update", "project", Some(key), key, Some(&before), Some(&after))
-            .await?;
+        w.audit(
+            actor,
+            "update",
+            "project",
+            Some(key),
+            key,
+            Some(&before),
+            Some(&after),
+        )
+        .await?;
         w.touch(key, None).await?;
         w.commit().await?;
         Ok(after)
@@ -140,8 +164,16 @@ impl SqlStore {
             .bind(key)
             .execute(w.conn())
             .await?;
-        w.audit(actor, "delete", "project", Some(key), key, Some(&before), None::<&()>)
-            .await?;
+        w.audit(
+            actor,
+            "delete",
+            "project",
+            Some(key),
+            key,
+            Some(&before),
+            None::<&()>,
+        )
+        .await?;
         w.touch(key, None).await?;
         w.commit().await
     }
@@ -175,26 +207,39 @@ impl SqlStore {
         if rows::find_project(w.conn(), project).await?.is_none() {
             return Err(StoreError::not_found("project", project));
         }
-        if rows::find_environment(w.conn(), project, &input.key).await?.is_some() {
+        if rows::find_environment(w.conn(), project, &input.key)
+            .await?
+            .is_some()
+        {
             return Err(StoreError::AlreadyExists {
                 kind: "environment",
                 key: format!("{project}/{}", input.key),
             });
         }
-        sqlx::query("INSERT INTO environments (project, key, name, version) VALUES ($1, $2, $3, 1)")
-            .bind(project)
-            .bind(&input.key)
-            .bind(&input.name)
-            .execute(w.conn())
-            .await?;
+        sqlx::query(
+            "INSERT INTO environments (project, key, name, version) VALUES ($1, $2, $3, 1)",
+        )
+        .bind(project)
+        .bind(&input.key)
+        .bind(&input.name)
+        .execute(w.conn())
+        .await?;
         let created = Environment {
             project: project.to_string(),
             key: input.key,
             name: input.name,
             version: 1,
         };
-        w.audit(actor, "create", "environment", Some(project), &created.key, None::<&()>, Some(&created))
-            .await?;
+        w.audit(
+            actor,
+            "create",
+            "environment",
+            Some(project),
+            &created.key,
+            None::<&()>,
+            Some(&created),
+        )
+        .await?;
         w.touch(project, Some(&created.key)).await?;
         w.commit().await?;
         Ok(created)
@@ -226,8 +271,16 @@ impl SqlStore {
             version: before.version + 1,
             ..before.clone()
         };
-        w.audit(actor, "update", "environment", Some(project), key, Some(&before), Some(&after))
-            .await?;
+        w.audit(
+            actor,
+            "update",
+            "environment",
+            Some(project),
+            key,
+            Some(&before),
+            Some(&after),
+        )
+        .await?;
         w.touch(project, Some(key)).await?;
         w.commit().await?;
         Ok(after)
@@ -250,8 +303,16 @@ impl SqlStore {
             .bind(key)
             .execute(w.conn())
             .await?;
-        w.audit(actor, "delete", "environment", Some(project), key, Some(&before), None::<&()>)
-            .await?;
+        w.audit(
+            actor,
+            "delete",
+            "environment",
+            Some(project),
+            key,
+            Some(&before),
+            None::<&()>,
+        )
+        .await?;
         w.touch(project, Some(key)).await?;
         w.commit().await
     }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::Row;
 use sqlx::AnyConnection;
+use sqlx::Row;
 use sqlx::any::AnyRow;
 use switchyard_core::model::{ExperimentStatus, FlagType};
 
@@ -41,7 +41,9 @@ pub(crate) fn enum_name(value: &impl serde::Serialize) -> Result<String> {
 }
 
 fn enum_value<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T> {
-    Ok(serde_json::from_value(serde_json::Value::String(text(row, col)?))?)
+    Ok(serde_json::from_value(serde_json::Value::String(text(
+        row, col,
+    )?))?)
 }
 
 pub(crate) async fn project_revision(conn: &mut AnyConnection, project: &str) -> Result<i64> {
@@ -93,13 +95,15 @@ pub(crate) async fn environments(
     conn: &mut AnyConnection,
     project: &str,
 ) -> Result<Vec<Environment>> {
-    sqlx::query("SELECT project, key, name, version FROM environments WHERE project = $1 ORDER BY key")
-        .bind(project)
-        .fetch_all(conn)
-        .await?
-        .iter()
-        .map(environment)
-        .collect()
+    sqlx::query(
+        "SELECT project, key, name, version FROM environments WHERE project = $1 ORDER BY key",
+    )
+    .bind(project)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(environment)
+    .collect()
 }
 
 pub(crate) async fn find_environment(
@@ -107,14 +111,16 @@ pub(crate) async fn find_environment(
     project: &str,
     key: &str,
 ) -> Result<Option<Environment>> {
-    sqlx::query("SELECT project, key, name, version FROM environments WHERE project = $1 AND key = $2")
-        .bind(project)
-        .bind(key)
-        .fetch_optional(conn)
-        .await?
-        .as_ref()
-        .map(environment)
-        .transpose()
+    sqlx::query(
+        "SELECT project, key, name, version FROM environments WHERE project = $1 AND key = $2",
+    )
+    .bind(project)
+    .bind(key)
+    .fetch_optional(conn)
+    .await?
+    .as_ref()
+    .map(environment)
+    .transpose()
 }
 
 /// Flags of a project (or only `key`), with their per-environment settings.
@@ -230,8 +236,12 @@ pub(crate) async fn experiments(
             holdouts: json(row, "holdouts")?,
             winner: opt_text(row, "winner")?,
             metrics: json(row, "metrics")?,
-            started_at: opt_text(row, "started_at")?.map(|s| parse_time(&s)).transpose()?,
-            stopped_at: opt_text(row, "stopped_at")?.map(|s| parse_time(&s)).transpose()?,
+            started_at: opt_text(row, "started_at")?
+                .map(|s| parse_time(&s))
+                .transpose()?,
+            stopped_at: opt_text(row, "stopped_at")?
+                .map(|s| parse_time(&s))
+                .transpose()?,
             version: int(row, "version")?,
         })
     })
@@ -280,7 +290,9 @@ pub(crate) fn api_key(row: &AnyRow) -> Result<ApiKey> {
         project: opt_text(row, "project")?,
         environment: opt_text(row, "environment")?,
         created_at: parse_time(&text(row, "created_at")?)?,
-        revoked_at: opt_text(row, "revoked_at")?.map(|s| parse_time(&s)).transpose()?,
+        revoked_at: opt_text(row, "revoked_at")?
+            .map(|s| parse_time(&s))
+            .transpose()?,
         prefix: text(row, "prefix")?,
     })
 }
@@ -294,7 +306,11 @@ pub(crate) fn audit_entry(row: &AnyRow) -> Result<AuditEntry> {
         resource_kind: text(row, "resource_kind")?,
         project: opt_text(row, "project")?,
         resource_key: text(row, "resource_key")?,
-        before: opt_text(row, "before_value")?.map(|s| from_json(&s)).transpose()?,
-        after: opt_text(row, "after_value")?.map(|s| from_json(&s)).transpose()?,
+        before: opt_text(row, "before_value")?
+            .map(|s| from_json(&s))
+            .transpose()?,
+        after: opt_text(row, "after_value")?
+            .map(|s| from_json(&s))
+            .transpose()?,
     })
 }

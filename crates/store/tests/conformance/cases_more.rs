@@ -23,54 +23,97 @@ pub async fn an_experiment_goes_from_draft_to_running_to_stopped_and_never_back(
     let store = &*t.store;
     project(store).await;
     store.create_flag(ACTOR, "p", bool_flag("f")).await.unwrap();
-    let draft = store.create_experiment(ACTOR, "p", "production", experiment("e", "f")).await.unwrap();
-    assert_eq!((draft.status, draft.version, draft.started_at), (ExperimentStatus::Draft, 1, None));
+    let draft = store
+        .create_experiment(ACTOR, "p", "production", experiment("e", "f"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (draft.status, draft.version, draft.started_at),
+        (ExperimentStatus::Draft, 1, None)
+    );
     assert_eq!(draft.metrics, ["purchase"]);
     let mut edit = experiment("e", "f");
     edit.coverage = 5000;
-    let edited = store.update_experiment(ACTOR, "p", "production", "e", 1, edit.clone()).await.unwrap();
+    let edited = store
+        .update_experiment(ACTOR, "p", "production", "e", 1, edit.clone())
+        .await
+        .unwrap();
     assert_eq!((edited.coverage, edited.version), (5000, 2));
-    assert!(store.list_experiments("p", "development").await.unwrap().is_empty());
+    assert!(
+        store
+            .list_experiments("p", "development")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     assert!(matches!(
-        store.stop_experiment(ACTOR, "p", "production", "e", 2, None).await,
+        store
+            .stop_experiment(ACTOR, "p", "production", "e", 2, None)
+            .await,
         Err(StoreError::Invalid(_))
     ));
-    let running = store.start_experiment(ACTOR, "p", "production", "e", 2).await.unwrap();
-    assert_eq!((running.status, running.version), (ExperimentStatus::Running, 3));
+    let running = store
+        .start_experiment(ACTOR, "p", "production", "e", 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        (running.status, running.version),
+        (ExperimentStatus::Running, 3)
+    );
     assert!(running.started_at.is_some());
     assert!(matches!(
-        store.start_experiment(ACTOR, "p", "production", "e", 3).await,
+        store
+            .start_experiment(ACTOR, "p", "production", "e", 3)
+            .await,
         Err(StoreError::Invalid(_))
     ));
     assert!(matches!(
-        store.update_experiment(ACTOR, "p", "production", "e", 3, edit).await,
+        store
+            .update_experiment(ACTOR, "p", "production", "e", 3, edit)
+            .await,
         Err(StoreError::Invalid(_))
     ));
     assert!(matches!(
-        store.stop_experiment(ACTOR, "p", "production", "e", 3, Some("nope".into())).await,
+        store
+            .stop_experiment(ACTOR, "p", "production", "e", 3, Some("nope".into()))
+            .await,
         Err(StoreError::Invalid(_))
     ));
     let stopped = store
         .stop_experiment(ACTOR, "p", "production", "e", 3, Some("on".into()))
         .await
         .unwrap();
-    assert_eq!((stopped.status, stopped.winner.as_deref()), (ExperimentStatus::Stopped, Some("on")));
+    assert_eq!(
+        (stopped.status, stopped.winner.as_deref()),
+        (ExperimentStatus::Stopped, Some("on"))
+    );
     assert!(stopped.stopped_at.is_some());
-    assert_eq!(store.get_experiment("p", "production", "e").await.unwrap(), stopped);
+    assert_eq!(
+        store.get_experiment("p", "production", "e").await.unwrap(),
+        stopped
+    );
     assert!(matches!(
-        store.start_experiment(ACTOR, "p", "production", "e", 4).await,
+        store
+            .start_experiment(ACTOR, "p", "production", "e", 4)
+            .await,
         Err(StoreError::Invalid(_))
     ));
     let actions: Vec<_> = store
-        .list_audit(AuditFilter { resource_kind: Some("experiment".into()), ..Default::default() })
+        .list_audit(AuditFilter {
+            resource_kind: Some("experiment".into()),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_iter()
         .map(|e| e.action)
         .collect();
     assert_eq!(actions, ["stop", "start", "update", "create"]);
-    store.delete_experiment(ACTOR, "p", "production", "e", 4).await.unwrap();
+    store
+        .delete_experiment(ACTOR, "p", "production", "e", 4)
+        .await
+        .unwrap();
     assert!(matches!(
         store.get_experiment("p", "production", "e").await,
         Err(StoreError::NotFound { .. })
@@ -81,38 +124,54 @@ pub async fn api_keys_authenticate_until_revoked_and_their_secret_is_not_stored(
     let store = &*t.store;
     project(store).await;
     let server = store
-        .create_api_key(ACTOR, ApiKeyInput {
-            name: "backend".into(),
-            kind: ApiKeyKind::Server,
-            project: Some("p".into()),
-            environment: Some("production".into()),
-        })
+        .create_api_key(
+            ACTOR,
+            ApiKeyInput {
+                name: "backend".into(),
+                kind: ApiKeyKind::Server,
+                project: Some("p".into()),
+                environment: Some("production".into()),
+            },
+        )
         .await
         .unwrap();
     assert!(server.secret.starts_with("sy_server_"));
     assert_eq!(server.secret.len(), "sy_server_".len() + 32);
     assert!(server.secret.starts_with(&server.key.prefix));
     let admin = store
-        .create_api_key(ACTOR, ApiKeyInput {
-            name: "ops".into(),
-            kind: ApiKeyKind::Admin(Role::Editor),
-            project: None,
-            environment: None,
-        })
+        .create_api_key(
+            ACTOR,
+            ApiKeyInput {
+                name: "ops".into(),
+                kind: ApiKeyKind::Admin(Role::Editor),
+                project: None,
+                environment: None,
+            },
+        )
         .await
         .unwrap();
     assert_ne!(admin.secret, server.secret);
 
-    assert_eq!(store.authenticate(&server.secret).await.unwrap(), Some(server.key.clone()));
+    assert_eq!(
+        store.authenticate(&server.secret).await.unwrap(),
+        Some(server.key.clone())
+    );
     let found = store.authenticate(&admin.secret).await.unwrap().unwrap();
     assert_eq!(found.kind, ApiKeyKind::Admin(Role::Editor));
-    assert_eq!(store.authenticate("sy_server_notarealkey").await.unwrap(), None);
+    assert_eq!(
+        store.authenticate("sy_server_notarealkey").await.unwrap(),
+        None
+    );
     assert_eq!(store.list_api_keys().await.unwrap().len(), 2);
 
     let raw = t.raw_api_keys().await;
-    assert!(raw.contains(&server.key.id), "the dump should show the keys");
+    assert!(
+        raw.contains(&server.key.id),
+        "the dump should show the keys"
+    );
     assert!(!raw.contains(&server.secret) && !raw.contains(&admin.secret));
-    let audit = serde_json::to_string(&store.list_audit(AuditFilter::default()).await.unwrap()).unwrap();
+    let audit =
+        serde_json::to_string(&store.list_audit(AuditFilter::default()).await.unwrap()).unwrap();
     assert!(!audit.contains(&server.secret));
 
     let revoked = store.revoke_api_key(ACTOR, &server.key.id).await.unwrap();
@@ -127,21 +186,28 @@ pub async fn api_keys_authenticate_until_revoked_and_their_secret_is_not_stored(
         project: Some("p".into()),
         environment: None,
     };
-    assert!(matches!(store.create_api_key(ACTOR, client_without_env).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.create_api_key(ACTOR, client_without_env).await,
+        Err(StoreError::Invalid(_))
+    ));
 }
 
 pub async fn the_environment_document_holds_that_environments_configuration(t: Target) {
     let store = &*t.store;
     project(store).await;
     store
-        .create_segment(ACTOR, "p", SegmentInput {
-            key: "beta".into(),
-            name: "Beta".into(),
-            description: String::new(),
-            included: vec!["u-1".into()],
-            excluded: vec![],
-            rules: vec![],
-        })
+        .create_segment(
+            ACTOR,
+            "p",
+            SegmentInput {
+                key: "beta".into(),
+                name: "Beta".into(),
+                description: String::new(),
+                included: vec!["u-1".into()],
+                excluded: vec![],
+                rules: vec![],
+            },
+        )
         .await
         .unwrap();
     let mut f = bool_flag("f");
@@ -157,15 +223,30 @@ pub async fn the_environment_document_holds_that_environments_configuration(t: T
     archived.archived = true;
     store.create_flag(ACTOR, "p", archived).await.unwrap();
     store
-        .create_holdout(ACTOR, "p", "production", HoldoutInput { key: "h".into(), size: 100, bucket_by: "targetingKey".into() })
+        .create_holdout(
+            ACTOR,
+            "p",
+            "production",
+            HoldoutInput {
+                key: "h".into(),
+                size: 100,
+                bucket_by: "targetingKey".into(),
+            },
+        )
         .await
         .unwrap();
     let mut e = experiment("e", "f");
     e.holdouts = vec!["h".into()];
-    store.create_experiment(ACTOR, "p", "production", e).await.unwrap();
+    store
+        .create_experiment(ACTOR, "p", "production", e)
+        .await
+        .unwrap();
 
     let prod = store.environment_document("p", "production").await.unwrap();
-    let dev = store.environment_document("p", "development").await.unwrap();
+    let dev = store
+        .environment_document("p", "development")
+        .await
+        .unwrap();
     assert_eq!(prod.environment, "production");
     let flag_keys: Vec<_> = prod.flags.iter().map(|f| f.key.as_str()).collect();
     assert_eq!(flag_keys, ["f"], "archived flags stay out");
@@ -182,8 +263,18 @@ pub async fn the_environment_document_holds_that_environments_configuration(t: T
     switchyard_core::compile(&prod).unwrap();
 
     // Every change raises the revision.
-    store.update_environment(ACTOR, "p", "development", 1, "Dev").await.unwrap();
-    assert!(store.environment_document("p", "production").await.unwrap().revision > prod.revision);
+    store
+        .update_environment(ACTOR, "p", "development", 1, "Dev")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .environment_document("p", "production")
+            .await
+            .unwrap()
+            .revision
+            > prod.revision
+    );
     assert!(matches!(
         store.environment_document("p", "staging").await,
         Err(StoreError::NotFound { .. })
@@ -204,14 +295,24 @@ pub async fn subscribers_hear_of_every_committed_write(t: Target) {
     let mut last = 0;
     for expected_env in [None, Some("development"), Some("production")] {
         let change = next(&mut rx).await;
-        assert_eq!((change.project.as_str(), change.environment.as_deref()), ("p", expected_env));
+        assert_eq!(
+            (change.project.as_str(), change.environment.as_deref()),
+            ("p", expected_env)
+        );
         assert!(change.revision > last);
         last = change.revision;
     }
     store.create_flag(ACTOR, "p", bool_flag("f")).await.unwrap();
     let change = next(&mut rx).await;
     assert_eq!(change.environment, None);
-    assert_eq!(change.revision, store.environment_document("p", "production").await.unwrap().revision);
+    assert_eq!(
+        change.revision,
+        store
+            .environment_document("p", "production")
+            .await
+            .unwrap()
+            .revision
+    );
     // A rejected write announces nothing.
     assert!(store.create_flag(ACTOR, "p", bool_flag("f")).await.is_err());
     assert!(rx.try_recv().is_err());
@@ -229,7 +330,14 @@ pub async fn another_node_hears_of_changes(t: Target) {
     let mut here = t.store.subscribe();
     other.create_flag(ACTOR, "p", bool_flag("f")).await.unwrap();
     let change = next(&mut here).await;
-    assert_eq!(change.revision, t.store.environment_document("p", "production").await.unwrap().revision);
+    assert_eq!(
+        change.revision,
+        t.store
+            .environment_document("p", "production")
+            .await
+            .unwrap()
+            .revision
+    );
     let own = next(&mut rx).await;
     assert_eq!(own, change);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -238,14 +346,33 @@ pub async fn another_node_hears_of_changes(t: Target) {
 
 pub async fn bootstrap_creates_the_default_project_and_an_admin_key_once(t: Target) {
     let store = &*t.store;
-    let out = bootstrap(store, false).await.unwrap().expect("first start creates a key");
+    let out = bootstrap(store, false)
+        .await
+        .unwrap()
+        .expect("first start creates a key");
     assert!(out.admin_key_secret.starts_with("sy_admin_"));
-    let key = store.authenticate(&out.admin_key_secret).await.unwrap().unwrap();
+    let key = store
+        .authenticate(&out.admin_key_secret)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(key.kind, ApiKeyKind::Admin(Role::Admin));
     assert!(store.organisation().await.unwrap().is_some());
-    let projects: Vec<_> = store.list_projects().await.unwrap().into_iter().map(|p| p.key).collect();
+    let projects: Vec<_> = store
+        .list_projects()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.key)
+        .collect();
     assert_eq!(projects, ["default"]);
-    let envs: Vec<_> = store.list_environments("default").await.unwrap().into_iter().map(|e| e.key).collect();
+    let envs: Vec<_> = store
+        .list_environments("default")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
     assert_eq!(envs, ["development", "production"]);
 
     assert!(bootstrap(store, false).await.unwrap().is_none());
@@ -259,7 +386,15 @@ pub async fn the_demo_project_compiles_in_both_environments(t: Target) {
     let store = &*t.store;
     bootstrap(store, true).await.unwrap().unwrap();
     assert_eq!(store.list_flags("demo").await.unwrap().len(), 5);
-    assert_eq!(store.get_segment("demo", "beta-testers").await.unwrap().included.len(), 2);
+    assert_eq!(
+        store
+            .get_segment("demo", "beta-testers")
+            .await
+            .unwrap()
+            .included
+            .len(),
+        2
+    );
     for env in ["development", "production"] {
         let doc = store.environment_document("demo", env).await.unwrap();
         switchyard_core::compile(&doc).unwrap();
