@@ -43,6 +43,7 @@ conformance! {
     cases::a_key_that_exists_already_cannot_be_created_again,
     cases::an_invalid_flag_is_rejected_with_the_compiler_message_and_nothing_is_written,
     cases::every_change_is_audited_with_who_what_before_and_after,
+    cases::of_concurrent_updates_from_one_version_exactly_one_wins,
     cases_more::an_experiment_goes_from_draft_to_running_to_stopped_and_never_back,
     cases_more::api_keys_authenticate_until_revoked_and_their_secret_is_not_stored,
     cases_more::the_environment_document_holds_that_environments_configuration,
@@ -54,4 +55,15 @@ conformance! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_change_on_one_node_reaches_the_subscribers_of_another() {
     harness::run_postgres(|t| Box::pin(cases_more::another_node_hears_of_changes(t))).await;
+}
+
+#[tokio::test]
+async fn a_url_of_another_scheme_is_refused_without_echoing_it() {
+    match switchyard_store::open("mysql://root:secret@localhost/db").await {
+        Err(switchyard_store::StoreError::Invalid(message)) => {
+            assert!(message.contains("mysql"));
+            assert!(!message.contains("secret"));
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
 }

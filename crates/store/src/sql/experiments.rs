@@ -131,10 +131,8 @@ impl SqlStore {
         check_key("experiment", &input.key)?;
         let mut w = self.write().await?;
         require_environment(&mut w, project, environment).await?;
-        if find_experiment(&mut w, project, environment, &input.key)
-            .await
-            .is_ok()
-        {
+        let existing = rows::experiments(w.conn(), project, environment, Some(&input.key)).await?;
+        if !existing.is_empty() {
             return Err(StoreError::AlreadyExists {
                 kind: "experiment",
                 key: path(project, environment, &input.key),

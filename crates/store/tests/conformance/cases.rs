@@ -497,3 +497,33 @@ pub async fn every_change_is_audited_with_who_what_before_and_after(t: Target) {
             .any(|e| e.resource_kind == "environment" && e.resource_key == "production")
     );
 }
+
+pub async fn of_concurrent_updates_from_one_version_exactly_one_wins(t: Target) {
+    project(&*t.store).await;
+    t.store
+        .create_flag(ACTOR, "p", bool_flag("f"))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = t.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut input = bool_flag("f");
+            input.name = format!("writer {i}");
+            store
+                .update_flag(&format!("user:{i}"), "p", "f", 1, input)
+                .await
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(flag) => winners.push(flag.name),
+            Err(StoreError::Conflict { current: 2, .. }) => {}
+            Err(other) => panic!("expected success or a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    let stored = t.store.get_flag("p", "f").await.unwrap();
+    assert_eq!((stored.version, &stored.name), (2, &winners[0]));
+}
