@@ -352,6 +352,14 @@ def build_cases():
             {"id": "revenue_per_session", "data": [ratio_data(800, 2.0, 3.0), ratio_data(820, 2.2, 3.0), ratio_data(790, 2.0, 3.2)]}]},
     ))
     cases.append(case(
+        "two_arms_large_samples",
+        "300k units per arm: Welch degrees of freedom in the hundreds of thousands",
+        "gbstats TwoSidedTTest; scipy t distribution",
+        {"variations": variations(300000, 301000), "metrics": [
+            {"id": "revenue", "data": [mean_data(300000, 10.0, 4.0), mean_data(301000, 10.02, 4.0)]},
+            {"id": "converted", "data": [proportion_data(300000, 0.1), proportion_data(301000, 0.1015)]}]},
+    ))
+    cases.append(case(
         "two_arms_ratio_metric",
         "Ratio metric (sum numerator / sum denominator) with the delta-method variance",
         "gbstats RatioStatistic + TwoSidedTTest",

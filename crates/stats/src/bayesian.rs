@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::dist;
 use crate::effect::{
     Arm, Effect, ErrorCode, Interval, Risk, Scale, check_arms, estimate_variance, point_estimate,
+    positive,
 };
 
 /// A proper Gaussian prior on the effect. No prior means a flat (improper) one.
@@ -64,7 +65,7 @@ pub fn bayesian_test(
     let data_variance = estimate_variance(a, b, scale);
     let (mean, variance) = match prior.map(|p| p.on_scale(scale, a.unadjusted_mean)) {
         None => (data_mean, data_variance),
-        Some(p) if !(p.variance > 0.0) || !p.variance.is_finite() => {
+        Some(p) if !(positive(p.variance) && p.variance.is_finite()) => {
             return Effect::bayesian_default(ErrorCode::ZeroBaselineMean);
         }
         Some(p) => {

@@ -4,6 +4,7 @@
 //! conservative answer rather than a panic, because callers have already
 //! rejected degenerate inputs and we never want a NaN to leak into a result.
 
+use crate::effect::positive;
 use statrs::distribution::{ChiSquared, ContinuousCDF, Normal, StudentsT};
 use statrs::function::beta::beta_reg;
 use statrs::function::gamma::ln_gamma;
@@ -38,7 +39,7 @@ pub fn normal_quantile(p: f64) -> f64 {
             normal_cdf(x) - p
         };
         let density = normal_pdf(x);
-        if !(density > 0.0) {
+        if !positive(density) {
             break;
         }
         x -= err / density;
@@ -116,7 +117,7 @@ pub fn t_quantile(p: f64, dof: f64) -> f64 {
         ln_gamma((dof + 1.0) / 2.0) - ln_gamma(dof / 2.0) - 0.5 * (dof * std::f64::consts::PI).ln();
     for _ in 0..6 {
         let density = (log_norm - (dof + 1.0) / 2.0 * (x * x / dof).ln_1p()).exp();
-        if !(density > 0.0) || !x.is_finite() {
+        if !positive(density) || !x.is_finite() {
             break;
         }
         // Work in the tail nearer to p, where the CDF has full relative precision.

@@ -204,6 +204,11 @@ impl Effect {
     }
 }
 
+/// `x > 0`, false for NaN: reads better negated than `!(x > 0.0)`.
+pub(crate) fn positive(x: f64) -> bool {
+    x > 0.0
+}
+
 /// The degenerate-data checks shared by every test, in a fixed order.
 pub fn check_arms(a: &Arm, b: &Arm, scale: Scale) -> Option<ErrorCode> {
     if a.n == 0 || b.n == 0 {
@@ -215,7 +220,7 @@ pub fn check_arms(a: &Arm, b: &Arm, scale: Scale) -> Option<ErrorCode> {
     if scale == Scale::Relative && (a.mean == 0.0 || a.unadjusted_mean == 0.0) {
         return Some(ErrorCode::ZeroBaselineMean);
     }
-    if !(a.variance > 0.0) || !(b.variance > 0.0) {
+    if !positive(a.variance) || !positive(b.variance) {
         return Some(ErrorCode::ZeroVariance);
     }
     None

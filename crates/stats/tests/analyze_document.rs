@@ -186,3 +186,15 @@ proptest! {
         prop_assert!(finite_effects(&out), "{}", out);
     }
 }
+
+#[test]
+fn the_example_document_in_the_user_docs_is_accepted() {
+    let docs = include_str!("../../../docs/statistics.md");
+    let start = docs.find("## The analyze document").unwrap();
+    let block = &docs[start..];
+    let open = block.find("```json\n").unwrap() + "```json\n".len();
+    let close = open + block[open..].find("```").unwrap();
+    let out = analyze_document(&block[open..close]).unwrap();
+    assert_eq!(out["metrics"].as_array().unwrap().len(), 4);
+    assert!(finite_effects(&out), "{out}");
+}
