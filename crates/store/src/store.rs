@@ -21,7 +21,10 @@ pub trait ConfigStore: Send + Sync + std::fmt::Debug {
     fn backend(&self) -> &'static str;
 
     /// Notified after every committed write, also (on PostgreSQL) writes
-    /// made by other nodes sharing the database.
+    /// made by other nodes sharing the database. A receiver that falls more
+    /// than 1024 changes behind gets `RecvError::Lagged`, and changes made
+    /// while the PostgreSQL listener reconnects are not heard: on either,
+    /// re-read the documents (their `revision` says which is newer).
     fn subscribe(&self) -> broadcast::Receiver<Change>;
 
     // Organisation
