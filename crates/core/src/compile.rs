@@ -548,36 +548,39 @@ fn check_prerequisite_cycles(flags: &[CompiledFlag]) -> Result<(), CompileError>
         Active,
         Done,
     }
+    /// `path` holds (flag, index of the prerequisite followed out of it).
     fn visit(
         i: usize,
         flags: &[CompiledFlag],
         marks: &mut [Mark],
-        path: &mut Vec<usize>,
+        path: &mut Vec<(usize, usize)>,
     ) -> Result<(), CompileError> {
         match marks[i] {
             Mark::Done => return Ok(()),
             Mark::Active => {
-                let start = path.iter().position(|&p| p == i).unwrap_or(0);
-                let cycle: Vec<&str> = path[start..]
+                let start = path.iter().position(|&(p, _)| p == i).unwrap_or(0);
+                let mut names: Vec<&str> = path[start..]
                     .iter()
-                    .chain(std::iter::once(&i))
-                    .map(|&p| flags[p].key.as_str())
+                    .map(|&(p, _)| flags[p].key.as_str())
                     .collect();
+                names.push(flags[i].key.as_str());
+                // Blame the edge that closes the cycle.
+                let (from, edge) = path.last().copied().unwrap_or((i, 0));
                 return Err(error(
                     "flag",
-                    &flags[i].key,
-                    "prerequisites",
-                    format!("prerequisite cycle: {}", cycle.join(" -> ")),
+                    &flags[from].key,
+                    format!("prerequisites[{edge}].flag"),
+                    format!("prerequisite cycle: {}", names.join(" -> ")),
                 ));
             }
             Mark::New => {}
         }
         marks[i] = Mark::Active;
-        path.push(i);
-        for (p, _) in &flags[i].prerequisites {
+        for (edge, (p, _)) in flags[i].prerequisites.iter().enumerate() {
+            path.push((i, edge));
             visit(*p, flags, marks, path)?;
+            path.pop();
         }
-        path.pop();
         marks[i] = Mark::Done;
         Ok(())
     }

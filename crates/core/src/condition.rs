@@ -347,12 +347,9 @@ impl CompiledCondition {
             return matches!(self.test, Test::Exists(true));
         };
         match &self.test {
-            Test::Equals(s, neg) => match (s, v) {
-                (Scalar::Str(_), Value::String(_))
-                | (Scalar::Num(_), Value::Number(_))
-                | (Scalar::Bool(_), Value::Bool(_)) => s.eq_value(v) != *neg,
-                _ => false,
-            },
+            // JSON equality over any present value: a different type is
+            // simply not equal (so `not_equals` holds).
+            Test::Equals(s, neg) => s.eq_value(v) != *neg,
             Test::In(set, neg) => match v {
                 Value::String(_) | Value::Number(_) | Value::Bool(_) => set.contains(v) != *neg,
                 _ => false,

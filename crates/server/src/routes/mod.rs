@@ -1,0 +1,19 @@
+//! The routers, one module per resource, merged into one.
+
+use axum::Router;
+
+use crate::state::AppState;
+
+pub mod control;
+pub mod ofrep;
+pub mod ops;
+pub mod sdk;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(ops::router())
+        .nest("/api/v1", control::router())
+        .merge(ofrep::router())
+        .merge(sdk::router())
+        .fallback(ops::not_found)
+}

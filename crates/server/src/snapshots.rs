@@ -1,0 +1,227 @@
+//! Compiled configuration snapshots, one per environment, held in memory.
+//!
+//! Evaluation requests read a snapshot through an `ArcSwap`: a lock-free
+//! load, never a database query and never a wait on a writer. A background
+//! task listens to the store's change notifications, rebuilds the affected
+//! environments' documents, compiles them and swaps the new snapshot in;
+//! streaming clients are woken through a `watch` channel per environment.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use switchyard_core::{Evaluator, compile};
+use switchyard_store::{ConfigStore, StoreError};
+use tokio::sync::{broadcast, watch};
+
+/// One environment's compiled configuration at one revision.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub project: String,
+    pub environment: String,
+    pub revision: u64,
+    pub evaluator: Evaluator,
+    /// The document as served to server SDKs.
+    pub document: Bytes,
+    /// Strong ETag of `document`.
+    pub etag: String,
+}
+
+/// The per-environment slot: current snapshot plus change notification.
+#[derive(Debug)]
+pub struct Slot {
+    current: ArcSwap<Snapshot>,
+    changes: watch::Sender<Arc<Snapshot>>,
+}
+
+impl Slot {
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// A receiver that sees the current snapshot and every later one.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.changes.subscribe()
+    }
+
+    /// Number of streaming clients attached.
+    pub fn subscribers(&self) -> usize {
+        self.changes.receiver_count()
+    }
+}
+
+type Key = (String, String);
+type SlotMap = HashMap<String, HashMap<String, Arc<Slot>>>;
+
+/// All environments' snapshots.
+#[derive(Debug)]
+pub struct Snapshots {
+    slots: ArcSwap<SlotMap>,
+    store: Arc<dyn ConfigStore>,
+}
+
+impl Snapshots {
+    /// Loads every environment of every project.
+    pub async fn load(store: Arc<dyn ConfigStore>) -> Result<Arc<Snapshots>, StoreError> {
+        let s = Arc::new(Snapshots {
+            slots: ArcSwap::from_pointee(HashMap::new()),
+            store,
+        });
+        s.reload_all().await?;
+        Ok(s)
+    }
+
+    /// The slot of one environment, if it exists.
+    #[inline]
+    pub fn get(&self, project: &str, environment: &str) -> Option<Arc<Slot>> {
+        self.slots.load().get(project)?.get(environment).cloned()
+    }
+
+    /// Every (project, environment) currently loaded.
+    pub fn keys(&self) -> Vec<(String, String)> {
+        let map = self.slots.load();
+        map.iter()
+            .flat_map(|(p, envs)| envs.keys().map(move |e| (p.clone(), e.clone())))
+            .collect()
+    }
+
+    /// Rebuilds every environment (start-up, and after missed notifications).
+    pub async fn reload_all(&self) -> Result<(), StoreError> {
+        let mut wanted = Vec::new();
+        for p in self.store.list_projects().await? {
+            for e in self.store.list_environments(&p.key).await? {
+                wanted.push((p.key.clone(), e.key));
+            }
+        }
+        let mut keep = HashMap::new();
+        for (p, e) in wanted {
+            let snap = self.build(&p, &e).await?;
+            keep.insert((p, e), snap);
+        }
+        self.install(keep, None);
+        Ok(())
+    }
+
+    /// Rebuilds the environments of one project (all of them when
+    /// `environment` is `None`).
+    pub async fn reload_project(
+        &self,
+        project: &str,
+        environment: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let envs: Vec<String> = match environment {
+            Some(e) => vec![e.to_string()],
+            None => match self.store.list_environments(project).await {
+                Ok(list) => list.into_iter().map(|e| e.key).collect(),
+                Err(StoreError::NotFound { .. }) => Vec::new(),
+                Err(e) => return Err(e),
+            },
+        };
+        let mut fresh = HashMap::new();
+        for e in envs {
+            match self.build(project, &e).await {
+                Ok(snap) => {
+                    fresh.insert((project.to_string(), e), snap);
+                }
+                Err(StoreError::NotFound { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        self.install(fresh, Some((project, environment)));
+        Ok(())
+    }
+
+    async fn build(&self, project: &str, environment: &str) -> Result<Snapshot, StoreError> {
+        let doc = self
+            .store
+            .environment_document(project, environment)
+            .await?;
+        let evaluator = compile(&doc).map_err(|e| {
+            StoreError::Backend(format!(
+                "stored configuration of {project}/{environment} does not compile: {e}"
+            ))
+        })?;
+        let document = Bytes::from(serde_json::to_vec(&doc)?);
+        Ok(Snapshot {
+            project: project.to_string(),
+            environment: environment.to_string(),
+            revision: doc.revision,
+            etag: format!("\"{}-{}\"", doc.revision, document.len()),
+            evaluator,
+            document,
+        })
+    }
+
+    /// Swaps in fresh snapshots. `scope` says which keys the fresh set
+    /// replaces (`None`: all; `Some((p, None))`: all of project `p`;
+    /// `Some((p, Some(e)))`: just that one), so deleted environments vanish.
+    fn install(&self, fresh: HashMap<Key, Snapshot>, scope: Option<(&str, Option<&str>)>) {
+        let old = self.slots.load_full();
+        let mut next: HashMap<Key, Arc<Slot>> = HashMap::new();
+        let flat = old
+            .iter()
+            .flat_map(|(p, envs)| envs.iter().map(move |(e, s)| ((p.clone(), e.clone()), s)));
+        for (k, slot) in flat {
+            let in_scope = match scope {
+                None => true,
+                Some((p, None)) => k.0 == p,
+                Some((p, Some(e))) => k.0 == p && k.1 == e,
+            };
+            if !in_scope || fresh.contains_key(&k) {
+                next.insert(k, slot.clone());
+            }
+        }
+        for (k, snap) in fresh {
+            let snap = Arc::new(snap);
+            match next.get(&k) {
+                Some(slot) => {
+                    // Never go back to an older revision (notifications can race).
+                    if slot.load().revision <= snap.revision {
+                        slot.current.store(snap.clone());
+                        slot.changes.send_replace(snap);
+                    }
+                }
+                None => {
+                    let (tx, _rx) = watch::channel(snap.clone());
+                    next.insert(
+                        k,
+                        Arc::new(Slot {
+                            current: ArcSwap::new(snap),
+                            changes: tx,
+                        }),
+                    );
+                }
+            }
+        }
+        let mut nested: SlotMap = HashMap::new();
+        for ((p, e), slot) in next {
+            nested.entry(p).or_default().insert(e, slot);
+        }
+        self.slots.store(Arc::new(nested));
+    }
+
+    /// Follows the store's change notifications until `shutdown` fires.
+    /// A lagged receiver (missed notifications) triggers a full reload, and
+    /// a full reload also runs every `resync` as a safety net.
+    pub async fn follow(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, resync: Duration) {
+        let mut changes = self.store.subscribe();
+        let mut tick = tokio::time::interval(resync);
+        tick.tick().await;
+        loop {
+            let result = tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => self.reload_all().await,
+                msg = changes.recv() => match msg {
+                    Ok(change) => self.reload_project(&change.project, change.environment.as_deref()).await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.reload_all().await,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "refreshing configuration snapshots failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Shared state of the HTTP handlers.
+
+use std::sync::Arc;
+
+use switchyard_store::ConfigStore;
+
+use crate::auth::AuthCache;
+use crate::limiter::KeyLimiter;
+use crate::metrics::Metrics;
+use crate::snapshots::Snapshots;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// Requests per second per API key; 0 disables the limit.
+    pub rate_limit_per_key: u32,
+    /// How often the SSE stream sends a keep-alive comment.
+    pub stream_keepalive: std::time::Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            body_limit: 1 << 20,
+            rate_limit_per_key: 0,
+            stream_keepalive: std::time::Duration::from_secs(15),
+        }
+    }
+}
+
+/// Cheap to clone: every field is shared.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<dyn ConfigStore>,
+    pub snapshots: Arc<Snapshots>,
+    pub auth: Arc<AuthCache>,
+    pub limiter: Arc<KeyLimiter>,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<ServerConfig>,
+    /// Flips to `true` when the server shuts down: streams end, the
+    /// snapshot refresher stops.
+    pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl AppState {
+    /// Loads every environment's snapshot from the store.
+    pub async fn new(
+        store: Arc<dyn ConfigStore>,
+        config: ServerConfig,
+    ) -> Result<AppState, switchyard_store::StoreError> {
+        let snapshots = Snapshots::load(store.clone()).await?;
+        Ok(AppState {
+            store,
+            snapshots,
+            auth: Arc::new(AuthCache::default()),
+            limiter: Arc::new(KeyLimiter::new(config.rate_limit_per_key)),
+            metrics: Arc::new(Metrics::new()),
+            config: Arc::new(config),
+            shutdown: Arc::new(tokio::sync::watch::Sender::new(false)),
+        })
+    }
+}
