@@ -1,0 +1,136 @@
+//! Test harness: a real server on 127.0.0.1 port 0, on a fresh SQLite file
+//! or a fresh PostgreSQL database, bootstrapped (with the demo project).
+//!
+//! PostgreSQL comes from `SWITCHYARD_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`); when it is unreachable the
+//! tests fail, never skip.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use switchyard_server::{AppState, ServerConfig};
+use switchyard_store::ConfigStore;
+use tokio::sync::oneshot;
+
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// Secret of the bootstrap admin key (role admin, all projects).
+    pub admin_key: String,
+    pub state: AppState,
+    pub store: Arc<dyn ConfigStore>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+    pg_database: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+pub async fn start(backend: Backend) -> TestServer {
+    start_with(backend, ServerConfig::default()).await
+}
+
+pub async fn start_with(backend: Backend, config: ServerConfig) -> TestServer {
+    let (url, dir, pg) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url = format!("sqlite://{}", dir.path().join("config.db").display());
+            (url, Some(dir), None)
+        }
+        Backend::Postgres => {
+            let (admin, name, url) = fresh_postgres_database().await;
+            (url, None, Some((admin, name)))
+        }
+    };
+    let store = switchyard_store::open(&url).await.expect("store opens");
+    let boot = switchyard_store::bootstrap(store.as_ref(), true)
+        .await
+        .expect("bootstrap")
+        .expect("fresh store creates an admin key");
+    let state = AppState::new(store.clone(), config).await.expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(switchyard_server::run(
+        listener,
+        state.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    TestServer {
+        url: format!("http://{addr}"),
+        admin_key: boot.admin_key_secret,
+        state,
+        store,
+        stop: Some(tx),
+        task: Some(task),
+        _dir: dir,
+        pg_database: pg,
+    }
+}
+
+impl TestServer {
+    /// Stops the server gracefully and drops its PostgreSQL database.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+        }
+        if let Some((admin, name)) = self.pg_database.take() {
+            drop(self.store);
+            drop(self.state);
+            drop_postgres_database(&admin, &name).await;
+        }
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("SWITCHYARD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+async fn fresh_postgres_database() -> (String, String, String) {
+    use sqlx::Connection;
+    let admin = admin_url();
+    let mut conn = match sqlx::PgConnection::connect(&admin).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "PostgreSQL is needed for these tests and is unreachable at {admin} \
+             (set SWITCHYARD_TEST_DATABASE_URL, or start it: \
+             pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start): {e}"
+        ),
+    };
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("random");
+    let name = format!("sy_server_{}", u64::from_le_bytes(bytes));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let i = admin.rfind('/').expect("database URL names a database");
+    let url = format!("{}/{name}", &admin[..i]);
+    (admin, name, url)
+}
+
+async fn drop_postgres_database(admin: &str, name: &str) {
+    use sqlx::Connection;
+    if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+}

@@ -1,0 +1,45 @@
+//! The server starts on both backends and answers its operations routes.
+
+mod common;
+
+use common::{BACKENDS, start};
+
+#[tokio::test]
+async fn the_server_starts_on_both_backends_and_reports_health() {
+    for backend in BACKENDS {
+        let server = start(backend).await;
+        let client = reqwest::Client::new();
+        let r = client
+            .get(format!("{}/healthz", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{backend:?}");
+        let r = client
+            .get(format!("{}/readyz", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{backend:?}");
+        let r = client
+            .get(format!("{}/nope", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found");
+        let r = client
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .await
+            .unwrap();
+        let text = r.text().await.unwrap();
+        assert!(text.contains("switchyard_http_requests_total"), "{text}");
+        assert!(
+            server.state.snapshots.get("demo", "production").is_some(),
+            "demo snapshot loaded on {backend:?}"
+        );
+        server.stop().await;
+    }
+}
