@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod analyze;
 mod eval;
+mod serve;
 
 /// Switchyard: feature flags, A/B experiments and experiment analytics in
 /// one self-hosted binary.
@@ -19,8 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the version.
-    Version,
+    /// Run the server: API, evaluation (OFREP), SDK streaming.
+    Serve(serve::ServeArgs),
     /// Evaluate flags of a configuration document for one context and print
     /// the result as JSON.
     Eval {
@@ -34,6 +36,14 @@ enum Command {
         #[arg(long)]
         flag: Option<String>,
     },
+    /// Analyse an experiment from per-variation sufficient statistics
+    /// (docs/statistics.md) and print the results as JSON.
+    Analyze {
+        /// The analysis document; standard input when absent or `-`.
+        file: Option<PathBuf>,
+    },
+    /// Print the version.
+    Version,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +58,8 @@ fn main() -> ExitCode {
             context,
             flag,
         } => eval::run(&config, &context, flag.as_deref()),
+        Command::Analyze { file } => analyze::run(file.as_deref()),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
