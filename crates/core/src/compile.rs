@@ -3,7 +3,7 @@
 //! Every problem a document can have is found here, with the entity key and
 //! field path in the error; evaluation itself never fails on configuration.
 
-use std::collections::HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use serde_json::{Map, Value};
 
@@ -88,8 +88,8 @@ pub(crate) enum CompiledServe {
 
 #[derive(Debug)]
 pub(crate) struct CompiledSegment {
-    pub(crate) included: std::collections::HashSet<String>,
-    pub(crate) excluded: std::collections::HashSet<String>,
+    pub(crate) included: HashSet<String>,
+    pub(crate) excluded: HashSet<String>,
     pub(crate) rules: Vec<Vec<CompiledCondition>>,
 }
 
@@ -208,7 +208,7 @@ fn unique_index<'a>(
     kind: &'static str,
     keys: impl Iterator<Item = &'a str>,
 ) -> Result<HashMap<String, usize>, CompileError> {
-    let mut index = HashMap::new();
+    let mut index = HashMap::default();
     for (i, k) in keys.enumerate() {
         if k.is_empty() {
             return Err(error(kind, k, "key", "must not be empty"));

@@ -3,7 +3,7 @@
 //! the configuration, only of the context value.
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 
 use regex::Regex;
 use serde_json::{Number, Value};
@@ -107,11 +107,11 @@ impl ScalarSet {
         if items.len() <= HASH_THRESHOLD {
             return ScalarSet {
                 small: items,
-                strings: HashSet::new(),
+                strings: HashSet::default(),
             };
         }
         let mut small = Vec::new();
-        let mut strings = HashSet::new();
+        let mut strings = HashSet::default();
         for s in items {
             match s {
                 Scalar::Str(s) => {
