@@ -1,0 +1,222 @@
+//! Exposure logging from server-side evaluation: deduplicated per
+//! (environment, unit, experiment, variation) within a time window, queued
+//! without blocking the caller, appended in batches by a background thread.
+
+use std::hash::{Hash, Hasher};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::dedup::TimeWindow;
+use crate::metrics::EventMetrics;
+use crate::record::EncodedBatch;
+use crate::schema::{EventRef, KindRef};
+use crate::stream::EventStream;
+
+/// Settings of the exposure logger.
+#[derive(Debug, Clone)]
+pub struct ExposureConfig {
+    /// A repeated exposure within this time is logged once.
+    pub window: Duration,
+    /// Most keys remembered (two generations of half each; about 20 bytes a key).
+    pub window_keys: usize,
+    /// Exposures waiting to be written; past this they are dropped and counted.
+    pub queue: usize,
+    /// A batch is written after this delay or at `batch` exposures.
+    pub linger: Duration,
+    pub batch: usize,
+}
+
+impl Default for ExposureConfig {
+    fn default() -> Self {
+        ExposureConfig {
+            window: Duration::from_secs(3600),
+            window_keys: 2_000_000,
+            queue: 100_000,
+            linger: Duration::from_millis(100),
+            batch: 2_000,
+        }
+    }
+}
+
+struct Exposure {
+    project: String,
+    environment: String,
+    unit: String,
+    experiment: String,
+    variation: String,
+    time_ms: i64,
+}
+
+#[derive(Debug)]
+pub struct ExposureLogger {
+    seen: Mutex<TimeWindow>,
+    tx: Mutex<Option<SyncSender<Exposure>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    metrics: Arc<EventMetrics>,
+}
+
+impl ExposureLogger {
+    pub fn start(
+        stream: Arc<dyn EventStream>,
+        config: ExposureConfig,
+        metrics: Arc<EventMetrics>,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(config.queue.max(1));
+        let m = metrics.clone();
+        let cfg = config.clone();
+        let thread = std::thread::Builder::new()
+            .name("exposure-logger".into())
+            .spawn(move || run(rx, stream, cfg, m))?;
+        Ok(ExposureLogger {
+            seen: Mutex::new(TimeWindow::new(
+                config.window,
+                config.window_keys,
+                Instant::now(),
+            )),
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            metrics,
+        })
+    }
+
+    /// Logs that `unit` was served `variation` of `experiment`. Never blocks
+    /// on I/O; see the module doc.
+    pub fn log(
+        &self,
+        project: &str,
+        environment: &str,
+        unit: &str,
+        experiment: &str,
+        variation: &str,
+        at: SystemTime,
+    ) {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (project, environment, unit, experiment, variation).hash(&mut h);
+        let fresh = match self.seen.lock() {
+            Ok(mut w) => w.insert(h.finish(), Instant::now()),
+            Err(_) => true,
+        };
+        if !fresh {
+            self.metrics.exposures_deduplicated.inc();
+            return;
+        }
+        let time_ms = at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let e = Exposure {
+            project: project.to_string(),
+            environment: environment.to_string(),
+            unit: unit.to_string(),
+            experiment: experiment.to_string(),
+            variation: variation.to_string(),
+            time_ms,
+        };
+        let sent = match self.tx.lock() {
+            Ok(tx) => tx.as_ref().map(|tx| tx.try_send(e)),
+            Err(_) => None,
+        };
+        match sent {
+            Some(Ok(())) => {}
+            Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => {
+                self.metrics.exposures_dropped.inc();
+            }
+        }
+    }
+
+    /// Writes what is queued and stops the thread.
+    pub fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ExposureLogger {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn run(
+    rx: Receiver<Exposure>,
+    stream: Arc<dyn EventStream>,
+    cfg: ExposureConfig,
+    metrics: Arc<EventMetrics>,
+) {
+    let mut pending: Vec<Exposure> = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let wait = deadline.map_or(Duration::from_secs(3600), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        let closed = match rx.recv_timeout(wait) {
+            Ok(e) => {
+                pending.push(e);
+                deadline.get_or_insert_with(|| Instant::now() + cfg.linger);
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        let due = deadline.is_some_and(|d| Instant::now() >= d);
+        if !pending.is_empty() && (closed || due || pending.len() >= cfg.batch) {
+            flush(&mut pending, stream.as_ref(), &metrics);
+            deadline = None;
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+fn flush(pending: &mut Vec<Exposure>, stream: &dyn EventStream, metrics: &EventMetrics) {
+    let mut batch = EncodedBatch::with_capacity(pending.len() * 96, pending.len());
+    for e in pending.iter() {
+        let ev = EventRef {
+            id: None,
+            unit: e.unit.as_str().into(),
+            time_ms: e.time_ms,
+            kind: KindRef::Exposure {
+                experiment: Some(e.experiment.as_str().into()),
+                flag: None,
+                variation: e.variation.as_str().into(),
+            },
+        };
+        batch.push_event(&e.project, &e.environment, &ev);
+    }
+    let n = pending.len() as u64;
+    pending.clear();
+    match block_on(stream.append(batch)) {
+        Ok(a) => {
+            metrics.exposures_logged.inc_by(a.written as u64);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, exposures = n, "cannot append exposures");
+            metrics.exposures_dropped.inc_by(n);
+        }
+    }
+}
+
+/// Runs a future to completion on this (non-async) thread.
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
