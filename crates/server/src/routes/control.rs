@@ -1,9 +1,51 @@
-//! Placeholder router; filled in by its own change.
+//! The control-plane REST API, nested under `/api/v1`.
+//!
+//! One module per resource; each exposes `router()` with paths relative to
+//! `/api/v1`. Shared conventions live in `etag` (versions as ETags,
+//! `If-Match` on every change) and `input` (path parameters, key and name
+//! validation, access checks).
+//!
+//! Every change is versioned: single-resource reads and write responses
+//! carry `ETag: "<version>"`; PUT, PATCH, DELETE, start and stop need
+//! `If-Match` with that version (missing: 428, stale: 412). Writes pass the
+//! caller (`Principal::actor`) to the store, which records the audit entry
+//! in the same transaction.
 
 use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
 
 use crate::state::AppState;
 
+mod api_keys;
+mod audit;
+mod environments;
+mod etag;
+mod experiments;
+mod flags;
+mod holdouts;
+mod input;
+mod projects;
+mod segments;
+
+/// The OpenAPI 3.1 document of every route of the server.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/openapi.json", get(openapi))
+        .merge(projects::router())
+        .merge(environments::router())
+        .merge(flags::router())
+        .merge(segments::router())
+        .merge(experiments::router())
+        .merge(holdouts::router())
+        .merge(api_keys::router())
+        .merge(audit::router())
+}
+
+/// Served without authentication: it describes the API, it holds no data.
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
 }
