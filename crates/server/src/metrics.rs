@@ -1,5 +1,7 @@
 //! Prometheus metrics (`prometheus-client`), exposed at `/metrics`.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -33,12 +35,19 @@ pub struct FlagLabels {
     pub flag: String,
 }
 
+/// Counter handles by project, environment and flag.
+type CounterCache = HashMap<String, HashMap<String, HashMap<String, Counter>>>;
+/// Latency histogram and request counters (by method, status) per route.
+type RequestCache = HashMap<String, (Histogram, HashMap<String, HashMap<u16, Counter>>)>;
+
 #[derive(Debug)]
 pub struct Metrics {
     pub registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub evaluations: Family<FlagLabels, Counter>,
+    evaluation_counters: RwLock<CounterCache>,
+    request_handles: RwLock<RequestCache>,
     pub store_errors: Counter,
     pub stream_clients: Gauge,
 }
@@ -92,19 +101,42 @@ impl Metrics {
             requests,
             latency,
             evaluations,
+            evaluation_counters: RwLock::new(HashMap::new()),
+            request_handles: RwLock::new(HashMap::new()),
             store_errors,
             stream_clients,
         }
     }
 
+    /// Counts one evaluation. The counter handles are cached by borrowed
+    /// keys, so the hot path allocates nothing after a flag's first use.
     pub fn count_evaluation(&self, project: &str, environment: &str, flag: &str) {
-        self.evaluations
+        if let Ok(cache) = self.evaluation_counters.read()
+            && let Some(c) = cache
+                .get(project)
+                .and_then(|m| m.get(environment))
+                .and_then(|m| m.get(flag))
+        {
+            c.inc();
+            return;
+        }
+        let counter = self
+            .evaluations
             .get_or_create(&FlagLabels {
                 project: project.to_string(),
                 environment: environment.to_string(),
                 flag: flag.to_string(),
             })
-            .inc();
+            .clone();
+        counter.inc();
+        if let Ok(mut cache) = self.evaluation_counters.write() {
+            cache
+                .entry(project.to_string())
+                .or_default()
+                .entry(environment.to_string())
+                .or_default()
+                .insert(flag.to_string(), counter);
+        }
     }
 
     pub fn encode(&self) -> String {
@@ -119,32 +151,57 @@ impl Metrics {
 /// Records request count and latency per matched route.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |m| m.as_str())
-        .to_string();
-    let method = req.method().as_str().to_string();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
+    let route = route.as_ref().map_or("unmatched", |m| m.as_str());
     if status >= 500 {
         tracing::warn!(%route, status, "request failed");
     }
     state
         .metrics
-        .latency
-        .get_or_create(&RouteLabels {
-            route: route.clone(),
-        })
-        .observe(start.elapsed().as_secs_f64());
-    state
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            method,
-            route,
-            status,
-        })
-        .inc();
+        .observe_request(method.as_str(), route, status, start.elapsed().as_secs_f64());
     resp
+}
+
+impl Metrics {
+    /// Counts a request and records its latency; handles are cached by
+    /// borrowed keys so a request allocates nothing after a route's first use.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        if let Ok(cache) = self.request_handles.read()
+            && let Some((hist, by_method)) = cache.get(route)
+            && let Some(counter) = by_method.get(method).and_then(|m| m.get(&status))
+        {
+            hist.observe(seconds);
+            counter.inc();
+            return;
+        }
+        let hist = self
+            .latency
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+            })
+            .clone();
+        let counter = self
+            .requests
+            .get_or_create(&RequestLabels {
+                method: method.to_string(),
+                route: route.to_string(),
+                status,
+            })
+            .clone();
+        hist.observe(seconds);
+        counter.inc();
+        if let Ok(mut cache) = self.request_handles.write() {
+            let entry = cache
+                .entry(route.to_string())
+                .or_insert_with(|| (hist, HashMap::new()));
+            entry
+                .1
+                .entry(method.to_string())
+                .or_default()
+                .insert(status, counter);
+        }
+    }
 }
