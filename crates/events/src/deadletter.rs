@@ -19,7 +19,9 @@ use crate::schema::Rejection;
 use crate::stream::{EventStream, StreamError};
 
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+// Externally tagged: an internally tagged enum buffers its content, and a
+// `RawValue` cannot be read from that buffer.
+#[serde(rename_all = "snake_case")]
 enum Entry {
     Rejected(Letter),
     Replayed { ids: Vec<u64> },
