@@ -19,6 +19,5 @@ pub fn run(file: Option<&Path>) -> anyhow::Result<()> {
         }
     };
     let result = switchyard_stats::analyze_document(&input)?;
-    println!("{}", serde_json::to_string_pretty(&result)?);
-    Ok(())
+    crate::print_stdout(&serde_json::to_string_pretty(&result)?)
 }

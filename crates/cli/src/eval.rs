@@ -16,6 +16,5 @@ pub fn run(config: &Path, context: &str, flag: Option<&str>) -> anyhow::Result<(
         Some(key) => serde_json::to_string_pretty(&evaluator.evaluate(key, &ctx))?,
         None => serde_json::to_string_pretty(&evaluator.evaluate_all(&ctx))?,
     };
-    println!("{out}");
-    Ok(())
+    crate::print_stdout(&out)
 }

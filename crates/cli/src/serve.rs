@@ -46,13 +46,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         rt.worker_threads(n.max(1));
     }
-    rt.build().context("cannot start the async runtime")?.block_on(serve(args))
+    rt.build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(args))
 }
 
 fn init_logging(format: &str) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         "json" => builder.json().init(),
         "pretty" => builder.init(),
@@ -82,7 +88,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!();
         println!("      {}", boot.admin_key_secret);
         println!();
-        println!("  Try:  curl -H 'Authorization: Bearer <key>' http://{}/api/v1/projects", args.listen);
+        println!(
+            "  Try:  curl -H 'Authorization: Bearer <key>' http://{}/api/v1/projects",
+            args.listen
+        );
         println!();
     }
     let config = ServerConfig {

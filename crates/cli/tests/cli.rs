@@ -1,0 +1,137 @@
+//! The binary as a user runs it: `eval`, `analyze`, `version`, and bad input.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+}
+
+fn repo(path: &str) -> String {
+    format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let out = bin().arg("version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("switchyard {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn eval_prints_one_flag_with_value_variant_and_reason() {
+    let doc = serde_json::json!({
+        "flags": [{
+            "key": "beta", "type": "boolean",
+            "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+            "enabled": true, "off_variation": "off",
+            "rules": [{"conditions": [{"attribute": "country", "op": "in", "value": ["DE"]}],
+                       "serve": {"variation": "on"}}],
+            "fallthrough": {"variation": "off"}
+        }]
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let out = bin()
+        .args(["eval", "--config"])
+        .arg(&path)
+        .args([
+            "--context",
+            r#"{"targetingKey":"u1","country":"DE"}"#,
+            "--flag",
+            "beta",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["value"], true);
+    assert_eq!(v["variant"], "on");
+    assert_eq!(v["reason"], "TARGETING_MATCH");
+
+    // Every flag when --flag is absent.
+    let out = bin()
+        .args(["eval", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["reason"], "DEFAULT");
+}
+
+#[test]
+fn eval_rejects_an_invalid_document_naming_the_flag_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.json");
+    std::fs::write(
+        &path,
+        r#"{"flags":[{"key":"f","type":"boolean","variations":[{"key":"on","value":"yes"}],
+            "enabled":true,"off_variation":"on","fallthrough":{"variation":"on"}}]}"#,
+    )
+    .unwrap();
+    let out = bin()
+        .args(["eval", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"f\"") && err.contains("variations[0].value"),
+        "{err}"
+    );
+}
+
+#[test]
+fn analyze_reads_stdin_and_reports_effects_and_srm() {
+    let doc = std::fs::read_to_string(repo("spec/stats/cases.json")).unwrap();
+    let cases: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let input = cases["cases"][0]["request"].to_string();
+    let mut child = bin()
+        .arg("analyze")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["metrics"].as_array().is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+    assert!(v["srm"]["p_value"].is_number(), "{v}");
+}
+
+#[test]
+fn analyze_rejects_a_bad_document_with_the_field_named() {
+    let mut child = bin()
+        .arg("analyze")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"variations": []}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("variations"));
+}
