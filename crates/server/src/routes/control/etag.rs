@@ -102,7 +102,15 @@ mod tests {
 
     #[test]
     fn if_match_rejects_lists_stars_signs_and_overflow() {
-        for bad in ["*", "\"1\", \"2\"", "\"-1\"", "\"0\"", "\"\"", "abc", "99999999999999999999"] {
+        for bad in [
+            "*",
+            "\"1\", \"2\"",
+            "\"-1\"",
+            "\"0\"",
+            "\"\"",
+            "abc",
+            "99999999999999999999",
+        ] {
             assert_eq!(v(bad), None, "{bad}");
         }
     }

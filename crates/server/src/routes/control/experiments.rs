@@ -178,7 +178,16 @@ async fn replace(
     let input = body(b)?;
     check_same_key(&key, input.key.as_deref())?;
     let input = input.into_input(key.clone())?;
-    expect_status(&state, &project, &env, &key, expected, ExperimentStatus::Draft, "edited").await?;
+    expect_status(
+        &state,
+        &project,
+        &env,
+        &key,
+        expected,
+        ExperimentStatus::Draft,
+        "edited",
+    )
+    .await?;
     let e = state
         .store
         .update_experiment(&p.actor(), &project, &env, &key, expected, input)
@@ -209,7 +218,16 @@ async fn start(
 ) -> ApiResult<Response> {
     allow(&p, Role::Editor, &project)?;
     let expected = if_match.version()?;
-    expect_status(&state, &project, &env, &key, expected, ExperimentStatus::Draft, "started").await?;
+    expect_status(
+        &state,
+        &project,
+        &env,
+        &key,
+        expected,
+        ExperimentStatus::Draft,
+        "started",
+    )
+    .await?;
     let e = state
         .store
         .start_experiment(&p.actor(), &project, &env, &key, expected)
@@ -238,9 +256,16 @@ async fn stop(
     if let Some(w) = &winner {
         check_key("winner", w)?;
     }
-    let current =
-        expect_status(&state, &project, &env, &key, expected, ExperimentStatus::Running, "stopped")
-            .await?;
+    let current = expect_status(
+        &state,
+        &project,
+        &env,
+        &key,
+        expected,
+        ExperimentStatus::Running,
+        "stopped",
+    )
+    .await?;
     if let Some(w) = &winner
         && !current.variations.iter().any(|v| &v.variation == w)
     {

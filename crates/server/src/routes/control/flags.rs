@@ -16,9 +16,7 @@ use switchyard_core::model::{FlagType, Variation};
 use switchyard_store::{FlagDefinition, FlagEnvironment, FlagInput, Role, Version};
 
 use super::etag::{IfMatch, created, deleted, listed, versioned};
-use super::input::{
-    ApiPath, Body, allow, body, check_key, check_len, check_name, check_same_key,
-};
+use super::input::{ApiPath, Body, allow, body, check_key, check_len, check_name, check_same_key};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;

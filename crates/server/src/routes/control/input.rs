@@ -67,7 +67,10 @@ pub fn check_key(field: &str, key: &str) -> Result<(), ApiError> {
 /// Display names: not blank, at most 200 characters.
 pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() {
-        return Err(ApiError::invalid_field(field, format!("{field} must not be empty")));
+        return Err(ApiError::invalid_field(
+            field,
+            format!("{field} must not be empty"),
+        ));
     }
     check_len(field, name, 200)
 }

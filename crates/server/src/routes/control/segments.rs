@@ -11,9 +11,7 @@ use switchyard_core::model::SegmentRule;
 use switchyard_store::{Role, SegmentInput};
 
 use super::etag::{IfMatch, created, deleted, listed, versioned};
-use super::input::{
-    ApiPath, Body, allow, body, check_key, check_len, check_name, check_same_key,
-};
+use super::input::{ApiPath, Body, allow, body, check_key, check_len, check_name, check_same_key};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -91,7 +89,10 @@ async fn create(
         .take()
         .ok_or_else(|| ApiError::invalid_field("key", "missing field `key`"))?;
     let input = input.into_input(key)?;
-    let segment = state.store.create_segment(&p.actor(), &project, input).await?;
+    let segment = state
+        .store
+        .create_segment(&p.actor(), &project, input)
+        .await?;
     let location = format!("/api/v1/projects/{project}/segments/{}", segment.key);
     Ok(created(&location, segment.version, &segment))
 }
