@@ -50,6 +50,9 @@ pub struct Metrics {
     request_handles: RwLock<RequestCache>,
     pub store_errors: Counter,
     pub stream_clients: Gauge,
+    /// Event ingestion's own registry, appended by [`Metrics::encode`]
+    /// (set by [`AppState::with_events`]).
+    pub events: std::sync::OnceLock<std::sync::Arc<switchyard_events::Events>>,
 }
 
 impl Default for Metrics {
@@ -105,6 +108,7 @@ impl Metrics {
             request_handles: RwLock::new(HashMap::new()),
             store_errors,
             stream_clients,
+            events: std::sync::OnceLock::new(),
         }
     }
 
@@ -140,10 +144,15 @@ impl Metrics {
     }
 
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        if encode_registry(&mut out, &self.registry).is_err() {
             out.clear();
         }
+        if let Some(events) = self.events.get() {
+            events.metrics().encode(&mut out);
+        }
+        let _ = encode_eof(&mut out);
         out
     }
 }
@@ -159,9 +168,12 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     if status >= 500 {
         tracing::warn!(%route, status, "request failed");
     }
-    state
-        .metrics
-        .observe_request(method.as_str(), route, status, start.elapsed().as_secs_f64());
+    state.metrics.observe_request(
+        method.as_str(),
+        route,
+        status,
+        start.elapsed().as_secs_f64(),
+    );
     resp
 }
 

@@ -39,6 +39,9 @@ pub struct AppState {
     pub limiter: Arc<KeyLimiter>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<ServerConfig>,
+    /// Event ingestion (`/api/v1/events`); `None` until
+    /// [`AppState::with_events`], and the event routes answer 503.
+    pub events: Option<Arc<switchyard_events::Events>>,
     /// Flips to `true` when the server shuts down: streams end, the
     /// snapshot refresher stops.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
@@ -59,6 +62,15 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             config: Arc::new(config),
             shutdown: Arc::new(tokio::sync::watch::Sender::new(false)),
+            events: None,
         })
+    }
+
+    /// Adds event ingestion (e.g. `Events::open(&data_dir.join("events"), ..)`)
+    /// and its metrics to `/metrics`.
+    pub fn with_events(mut self, events: Arc<switchyard_events::Events>) -> AppState {
+        let _ = self.metrics.events.set(events.clone());
+        self.events = Some(events);
+        self
     }
 }

@@ -5,6 +5,7 @@ use axum::Router;
 use crate::state::AppState;
 
 pub mod control;
+pub mod events;
 pub mod ofrep;
 pub mod ops;
 pub mod sdk;
@@ -13,6 +14,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(ops::router())
         .nest("/api/v1", control::router())
+        .merge(events::router())
         .merge(ofrep::router())
         .merge(sdk::router())
         .fallback(ops::not_found)

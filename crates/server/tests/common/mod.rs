@@ -22,6 +22,8 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
+    /// Holds the event log (`state.events`).
+    pub events_dir: tempfile::TempDir,
     pg_database: Option<(String, String)>,
 }
 
@@ -54,7 +56,14 @@ pub async fn start_with(backend: Backend, config: ServerConfig) -> TestServer {
         .await
         .expect("bootstrap")
         .expect("fresh store creates an admin key");
-    let state = AppState::new(store.clone(), config).await.expect("state");
+    let events_dir = tempfile::tempdir().expect("tempdir");
+    let events = switchyard_events::Events::open(events_dir.path(), Default::default())
+        .await
+        .expect("event log opens");
+    let state = AppState::new(store.clone(), config)
+        .await
+        .expect("state")
+        .with_events(Arc::new(events));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -75,6 +84,7 @@ pub async fn start_with(backend: Backend, config: ServerConfig) -> TestServer {
         stop: Some(tx),
         task: Some(task),
         _dir: dir,
+        events_dir,
         pg_database: pg,
     }
 }

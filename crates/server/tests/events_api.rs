@@ -1,0 +1,328 @@
+//! `POST /api/v1/events` and the dead-letter endpoints, over HTTP on a real
+//! server with a real event log.
+
+mod common;
+
+use std::io::Write;
+
+use common::{Backend, TestServer};
+use serde_json::{Value, json};
+use switchyard_store::{ApiKeyInput, ApiKeyKind};
+
+async fn sdk_key(server: &TestServer, kind: ApiKeyKind, env: &str) -> String {
+    server
+        .store
+        .create_api_key(
+            "test",
+            ApiKeyInput {
+                name: format!("{env} sdk"),
+                kind,
+                project: Some("demo".into()),
+                environment: Some(env.into()),
+            },
+        )
+        .await
+        .expect("key")
+        .secret
+}
+
+async fn post(
+    server: &TestServer,
+    key: &str,
+    content_type: &str,
+    gzip: bool,
+    body: Vec<u8>,
+) -> (u16, Option<String>, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/api/v1/events", server.url))
+        .bearer_auth(key)
+        .header("content-type", content_type);
+    if gzip {
+        req = req.header("content-encoding", "gzip");
+    }
+    let resp = req.body(body).send().await.expect("request");
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, retry, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(server: &TestServer, key: &str, path: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}{path}", server.url))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn stored_events(server: &TestServer) -> Vec<Value> {
+    let events = server.state.events.as_ref().unwrap();
+    let s = events.stream();
+    let (mut next, end) = s.bounds();
+    let mut out = Vec::new();
+    while next < end {
+        let b = s.read(next, 1 << 20).await.unwrap();
+        next = b.next;
+        for r in b.records {
+            out.push(
+                serde_json::to_value(switchyard_events::decode_event(&r.payload).unwrap()).unwrap(),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_batch_is_stored_but_for_its_bad_events_which_the_response_lists_by_index() {
+    let server = common::start(Backend::Sqlite).await;
+    let key = sdk_key(&server, ApiKeyKind::Client, "production").await;
+    let body = json!([
+        {"type": "exposure", "id": "e1", "unit": "u1", "experiment": "checkout", "variation": "b"},
+        {"type": "track", "unit": "u1"},
+        {"type": "track", "id": "e2", "unit": "u1", "name": "purchase", "value": 9.5},
+        {"type": "track", "id": "e1", "unit": "u1", "name": "purchase"}
+    ]);
+    let (status, _, report) = post(
+        &server,
+        &key,
+        "application/json",
+        false,
+        body.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["accepted"], 2);
+    assert_eq!(report["duplicates"], 1);
+    assert_eq!(
+        report["rejected"],
+        json!([{"index": 1, "code": "missing_field", "field": "name", "message": "name is required"}])
+    );
+    let stored = stored_events(&server).await;
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0]["project"], "demo");
+    assert_eq!(stored[0]["environment"], "production");
+    assert_eq!(stored[1]["value"], 9.5);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn gzip_and_ndjson_bodies_are_accepted() {
+    let server = common::start(Backend::Sqlite).await;
+    let key = sdk_key(&server, ApiKeyKind::Server, "development").await;
+    let nd = "{\"type\":\"track\",\"unit\":\"a\",\"name\":\"n\"}\n{\"type\":\"track\",\"unit\":\"b\",\"name\":\"n\"}\n";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(nd.as_bytes()).unwrap();
+    let (status, _, report) = post(
+        &server,
+        &key,
+        "application/x-ndjson",
+        true,
+        gz.finish().unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, report["accepted"].clone()),
+        (200, json!(2)),
+        "{report}"
+    );
+    let (status, _, report) = post(
+        &server,
+        &key,
+        "application/x-ndjson",
+        false,
+        nd.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!((status, report["accepted"].clone()), (200, json!(2)));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_json_errors() {
+    let server = common::start(Backend::Sqlite).await;
+    let key = sdk_key(&server, ApiKeyKind::Server, "production").await;
+    let (s, _, b) = post(
+        &server,
+        &key,
+        "application/json",
+        false,
+        b"[{\"type\":".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("invalid_body"))
+    );
+    let (s, _, b) = post(&server, &key, "text/plain", false, b"[]".to_vec()).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("unsupported_media_type"))
+    );
+    let (s, _, b) = post(&server, &key, "application/json", true, b"[]".to_vec()).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("invalid_body"))
+    );
+    let many = format!("[{}]", vec!["{}"; 10_001].join(","));
+    let (s, _, b) = post(&server, &key, "application/json", false, many.into_bytes()).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    let huge = vec![b' '; 2 << 20];
+    let (s, _, b) = post(&server, &key, "application/json", false, huge).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    let (s, _, _) = post(
+        &server,
+        &server.admin_key,
+        "application/json",
+        false,
+        b"[]".to_vec(),
+    )
+    .await;
+    assert_eq!(s, 403, "an admin key is not an SDK key");
+    let (s, _, _) = post(&server, "nope", "application/json", false, b"[]".to_vec()).await;
+    assert_eq!(s, 401);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_per_scope_and_replayed_by_an_editor() {
+    let server = common::start(Backend::Sqlite).await;
+    let prod = sdk_key(&server, ApiKeyKind::Server, "production").await;
+    let dev = sdk_key(&server, ApiKeyKind::Server, "development").await;
+    let bad = json!([{"type": "track", "unit": "u", "name": "n", "time": 5}]).to_string();
+    let (s, _, _) = post(&server, &prod, "application/json", false, bad.into_bytes()).await;
+    assert_eq!(s, 200);
+
+    let (s, list) = get(&server, &prod, "/api/v1/events/dead-letters").await;
+    assert_eq!(s, 200, "{list}");
+    let letters = list["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["reason"]["code"], "invalid_time");
+    assert_eq!(letters[0]["event"]["time"], 5);
+    let (_, other) = get(&server, &dev, "/api/v1/events/dead-letters").await;
+    assert_eq!(
+        other["dead_letters"],
+        json!([]),
+        "a key sees its own environment only"
+    );
+    let (_, all) = get(
+        &server,
+        &server.admin_key,
+        "/api/v1/events/dead-letters?project=demo",
+    )
+    .await;
+    assert_eq!(all["dead_letters"].as_array().unwrap().len(), 1);
+
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/events/dead-letters/replay", server.url))
+        .bearer_auth(&prod)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403, "SDK keys cannot replay");
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/events/dead-letters/replay", server.url))
+        .bearer_auth(&server.admin_key)
+        .json(&json!({"project": "demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let report: Value = resp.json().await.unwrap();
+    assert_eq!(report["replayed"], 0);
+    assert_eq!(
+        report["still_rejected"][0]["reason"]["code"],
+        "invalid_time"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_report_accepted_rejected_and_log_figures() {
+    let server = common::start(Backend::Sqlite).await;
+    let key = sdk_key(&server, ApiKeyKind::Server, "production").await;
+    let body = json!([{"type": "track", "unit": "u", "name": "n"}, {"type": "x"}]).to_string();
+    post(&server, &key, "application/json", false, body.into_bytes()).await;
+    let text = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("switchyard_events_accepted_total 1"),
+        "{text}"
+    );
+    assert!(text.contains("switchyard_events_rejected_total 1"));
+    assert!(text.contains("switchyard_events_fsync_seconds_count"));
+    assert!(text.contains("switchyard_events_consumer_lag_bytes"));
+    assert!(text.trim_end().ends_with("# EOF"));
+    assert_eq!(text.matches("# EOF").count(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_overloaded_log_answers_429_with_retry_after() {
+    let server = common::start(Backend::Sqlite).await;
+    let key = sdk_key(&server, ApiKeyKind::Server, "production").await;
+    let events = server.state.events.clone().unwrap();
+    // A consumer that never reads, with a tight lag bound, is the same
+    // condition as an aggregator far behind.
+    let dir = tempfile::tempdir().unwrap();
+    let log = switchyard_events::EventLog::open(
+        dir.path(),
+        switchyard_events::LogConfig {
+            max_consumer_lag: Some(10),
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .unwrap();
+    use switchyard_events::EventStream;
+    log.commit("aggregator", 0).await.unwrap();
+    let slow = switchyard_events::Events::with_streams(
+        std::sync::Arc::new(log),
+        std::sync::Arc::new(switchyard_events::MemoryStream::default()),
+        events.limits().clone(),
+        Default::default(),
+        std::sync::Arc::new(switchyard_events::EventMetrics::new()),
+    )
+    .await
+    .unwrap();
+    let state = server.state.clone().with_events(std::sync::Arc::new(slow));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(switchyard_server::run(listener, state, async move {
+        let _ = rx.await;
+    }));
+    let body = json!([{"type": "track", "unit": "u", "name": "n"}]).to_string();
+    let send = || {
+        reqwest::Client::new()
+            .post(format!("{url}/api/v1/events"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status().as_u16(), 200);
+    let resp = send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "overloaded");
+    let _ = tx.send(());
+    let _ = task.await;
+    server.stop().await;
+}
