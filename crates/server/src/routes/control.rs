@@ -12,8 +12,8 @@
 //! in the same transaction.
 
 use axum::Router;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::state::AppState;
@@ -43,6 +43,18 @@ pub fn router() -> Router<AppState> {
         .merge(holdouts::router())
         .merge(api_keys::router())
         .merge(audit::router())
+        // Last: it applies to the routes registered before it.
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// A known path with a method it does not have: the usual JSON error (the
+/// router adds `Allow` with the methods it has).
+async fn method_not_allowed() -> Response {
+    let body = serde_json::json!({"error": {
+        "code": "method_not_allowed",
+        "message": "this path does not take this method; see the Allow header",
+    }});
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
 }
 
 /// Served without authentication: it describes the API, it holds no data.

@@ -249,7 +249,7 @@ async fn stop(
     } else {
         serde_json::from_slice(&raw).map_err(|e| ApiError::BadRequest {
             code: "invalid_body",
-            message: e.to_string(),
+            message: format!("the body is optional, else {{\"winner\": \"<variation>\"}}: {e}"),
             field: None,
         })?
     };
