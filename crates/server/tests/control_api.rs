@@ -213,6 +213,27 @@ async fn projects_and_environments_are_created_read_renamed_and_deleted_with_ver
             .await;
         assert_eq!(r.status(), 404);
 
+        // A key bound to the environment dies with it, at once.
+        let r = api
+            .post(
+                "/api-keys",
+                json!({"name": "sdk", "kind": "server", "project": "shop", "environment": "staging"}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let sdk = r.json::<Value>().await.unwrap()["secret"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let sdk_call = || {
+            api.http
+                .get(format!("{}/projects", api.base))
+                .bearer_auth(&sdk)
+                .send()
+        };
+        let r = sdk_call().await.unwrap();
+        assert_eq!(r.status(), 403, "known, but not an admin key");
+
         let r = api
             .req(Method::DELETE, "/projects/shop/environments/staging")
             .send()
@@ -226,6 +247,7 @@ async fn projects_and_environments_are_created_read_renamed_and_deleted_with_ver
             .await
             .unwrap();
         assert_eq!(r.status(), 204);
+        assert_eq!(sdk_call().await.unwrap().status(), 401);
         let r = api
             .req(Method::DELETE, "/projects/shop")
             .header("If-Match", "\"2\"")

@@ -110,5 +110,7 @@ async fn remove(
         .store
         .delete_environment(&p.actor(), &project, &env, expected)
         .await?;
+    // API keys bound to it went with it: forget cached ones at once.
+    state.auth.clear();
     Ok(deleted())
 }

@@ -109,5 +109,7 @@ async fn remove(
         .store
         .delete_project(&p.actor(), &project, expected)
         .await?;
+    // API keys bound to it went with it: forget cached ones at once.
+    state.auth.clear();
     Ok(deleted())
 }
