@@ -99,9 +99,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rate_limit_per_key: args.rate_limit_per_key,
         stream_keepalive: Duration::from_secs(15),
     };
+    let events_dir = args.data_dir.join("events");
+    let events =
+        switchyard_events::Events::open(&events_dir, switchyard_events::EventsConfig::default())
+            .await
+            .with_context(|| format!("cannot open the event log in {}", events_dir.display()))?;
     let state = AppState::new(store, config)
         .await
-        .context("cannot load configuration snapshots")?;
+        .context("cannot load configuration snapshots")?
+        .with_events(std::sync::Arc::new(events));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -34,6 +34,8 @@ pub enum ApiError {
     PreconditionRequired,
     #[error("{0}")]
     Unprocessable(String),
+    #[error("the request body is larger than the limit")]
+    PayloadTooLarge,
     #[error("rate limit exceeded")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("service unavailable: {0}")]
@@ -74,6 +76,7 @@ impl ApiError {
                 (StatusCode::PRECONDITION_REQUIRED, "if_match_required")
             }
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -28,6 +28,9 @@ where
 }
 
 fn json_rejection(r: JsonRejection) -> ApiError {
+    if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::PayloadTooLarge;
+    }
     match r {
         JsonRejection::MissingJsonContentType(_) => ApiError::BadRequest {
             code: "unsupported_media_type",

@@ -36,7 +36,6 @@ pub use state::{AppState, ServerConfig};
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     use tower_http::catch_panic::CatchPanicLayer;
-    use tower_http::limit::RequestBodyLimitLayer;
 
     let body_limit = state.config.body_limit;
     routes::router()
@@ -44,8 +43,8 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             metrics::track,
         ))
+        // Extractors enforce the limit and answer a JSON 413 (extract.rs).
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(CatchPanicLayer::custom(routes::ops::panic_response))
         .with_state(state)
 }

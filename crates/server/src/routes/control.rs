@@ -49,7 +49,7 @@ pub fn router() -> Router<AppState> {
 
 /// A known path with a method it does not have: the usual JSON error (the
 /// router adds `Allow` with the methods it has).
-async fn method_not_allowed() -> Response {
+pub async fn method_not_allowed() -> Response {
     let body = serde_json::json!({"error": {
         "code": "method_not_allowed",
         "message": "this path does not take this method; see the Allow header",

@@ -18,4 +18,6 @@ pub fn router() -> Router<AppState> {
         .merge(ofrep::router())
         .merge(sdk::router())
         .fallback(ops::not_found)
+        // Last: a known path with another method gets the JSON error too.
+        .method_not_allowed_fallback(control::method_not_allowed)
 }
