@@ -6,7 +6,8 @@
 //! - `GET /sdk/v1/stream`: server-sent events. On connect and after every
 //!   change, `event: config`, `id: <revision>`, the full document as
 //!   `data`. Between changes, a keep-alive comment every
-//!   `stream_keepalive`. A client that misses intermediate revisions gets
+//!   `stream_keepalive`. Each snapshot's event is rendered once and
+//!   shared by every client. A client that misses intermediate revisions gets
 //!   the newest one (the `watch` channel keeps only the latest), which is
 //!   all a full-document protocol needs. The stream ends when the server
 //!   shuts down, so graceful shutdown does not wait on streaming clients,
@@ -15,12 +16,13 @@
 //! Both need a server SDK key: client keys may only evaluate (OFREP).
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::Stream;
@@ -85,25 +87,27 @@ fn etag_listed(header: &HeaderValue, etag: &str) -> bool {
     })
 }
 
-async fn stream(
-    State(state): State<AppState>,
-    principal: Principal,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+async fn stream(State(state): State<AppState>, principal: Principal) -> ApiResult<Response> {
     let slot = slot_for(&state, &principal)?;
     let changes = slot.subscribe();
     drop(slot);
     let stream = ConfigStream {
         changes,
         shutdown: state.shutdown.subscribe(),
+        keep_alive: state.config.stream_keepalive,
         first: true,
         sent: 0,
         _client: ClientGuard::new(state.metrics.stream_clients.clone()),
     }
     .into_stream();
-    let keep_alive = KeepAlive::new()
-        .interval(state.config.stream_keepalive)
-        .text("keep-alive");
-    Ok(Sse::new(stream).keep_alive(keep_alive))
+    let headers = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ];
+    Ok((headers, Body::from_stream(stream)).into_response())
 }
 
 /// Counts a connected client in `stream_clients` for as long as it lives.
@@ -128,48 +132,79 @@ impl Drop for ClientGuard {
 struct ConfigStream {
     changes: watch::Receiver<Arc<Snapshot>>,
     shutdown: watch::Receiver<bool>,
+    keep_alive: Duration,
     first: bool,
     /// Revision of the last document sent.
     sent: u64,
     _client: ClientGuard,
 }
 
+const KEEP_ALIVE: &[u8] = b":keep-alive\n\n";
+
 impl ConfigStream {
-    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> {
+    fn into_stream(self) -> impl Stream<Item = Result<Bytes, Infallible>> {
         futures_util::stream::unfold(self, |mut s| async move {
             if s.first {
                 s.first = false;
                 let snapshot = s.changes.borrow_and_update().clone();
                 s.sent = snapshot.revision;
-                return Some((Ok(config_event(&snapshot)), s));
+                return Some((Ok(config_frame(&snapshot)), s));
             }
             loop {
-                let changed = tokio::select! {
+                // `None`: stop; `Some(false)`: keep-alive; `Some(true)`: a change.
+                let what = tokio::select! {
                     // Shutdown wins over a change that arrives at the same time.
                     biased;
-                    _ = s.shutdown.wait_for(|stop| *stop) => false,
+                    _ = s.shutdown.wait_for(|stop| *stop) => None,
                     // An error: the environment was deleted, its slot is gone.
-                    changed = s.changes.changed() => changed.is_ok(),
+                    changed = s.changes.changed() => changed.is_ok().then_some(true),
+                    () = tokio::time::sleep(s.keep_alive) => Some(false),
                 };
-                if !changed {
-                    return None;
+                match what {
+                    None => return None,
+                    Some(false) => return Some((Ok(Bytes::from_static(KEEP_ALIVE)), s)),
+                    Some(true) => {}
                 }
                 let snapshot = s.changes.borrow_and_update().clone();
                 // A reload that found nothing new swaps in an equal revision.
                 if snapshot.revision != s.sent {
                     s.sent = snapshot.revision;
-                    return Some((Ok(config_event(&snapshot)), s));
+                    return Some((Ok(config_frame(&snapshot)), s));
                 }
             }
         })
     }
 }
 
-fn config_event(snapshot: &Snapshot) -> Event {
-    // The document is compact JSON: no newlines, so one `data:` line.
-    let data = std::str::from_utf8(&snapshot.document).unwrap_or("{}");
-    Event::default()
-        .event("config")
-        .id(snapshot.revision.to_string())
-        .data(data)
+/// The `config` event of a snapshot, rendered once and shared by every
+/// client (a `Bytes` clone is a reference count): with 10k streams, a
+/// change costs one rendering, not 10k copies of the document.
+fn config_frame(snapshot: &Arc<Snapshot>) -> Bytes {
+    static FRAMES: Mutex<Vec<(Weak<Snapshot>, Bytes)>> = Mutex::new(Vec::new());
+    let Ok(mut frames) = FRAMES.lock() else {
+        return render(snapshot);
+    };
+    // A live `Weak` keeps its allocation, so an address match is the same
+    // snapshot; entries of dropped snapshots are pruned here.
+    if let Some((_, frame)) = frames
+        .iter()
+        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(snapshot)))
+    {
+        return frame.clone();
+    }
+    frames.retain(|(w, _)| w.strong_count() > 0);
+    let frame = render(snapshot);
+    frames.push((Arc::downgrade(snapshot), frame.clone()));
+    frame
+}
+
+fn render(snapshot: &Snapshot) -> Bytes {
+    // The document is compact JSON (newlines inside strings are escaped),
+    // so it is one `data:` line.
+    let head = format!("event: config\nid: {}\ndata: ", snapshot.revision);
+    let mut frame = Vec::with_capacity(head.len() + snapshot.document.len() + 2);
+    frame.extend_from_slice(head.as_bytes());
+    frame.extend_from_slice(&snapshot.document);
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
 }
