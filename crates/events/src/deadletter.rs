@@ -67,7 +67,10 @@ impl Filter {
     fn matches(&self, id: u64, l: &Letter, replayed: bool) -> bool {
         id >= self.from
             && self.project.as_ref().is_none_or(|p| *p == l.project)
-            && self.environment.as_ref().is_none_or(|e| *e == l.environment)
+            && self
+                .environment
+                .as_ref()
+                .is_none_or(|e| *e == l.environment)
             && (self.include_replayed || !replayed)
     }
 }
@@ -96,10 +99,7 @@ impl DeadLetters {
             stream,
             replayed: Mutex::new(HashSet::new()),
         };
-        store
-            .scan(0, usize::MAX, |_, _| false)
-            .await
-            .map(|_| store)
+        store.scan(0, usize::MAX, |_, _| false).await.map(|_| store)
     }
 
     pub fn stream(&self) -> &Arc<dyn EventStream> {
@@ -111,8 +111,9 @@ impl DeadLetters {
     pub fn encode(at: i64, letters: &[NewLetter<'_>]) -> EncodedBatch {
         let mut batch = EncodedBatch::default();
         for l in letters {
-            let event = RawValue::from_string(l.event.to_string())
-                .or_else(|_| RawValue::from_string(serde_json::to_string(l.event).unwrap_or_default()));
+            let event = RawValue::from_string(l.event.to_string()).or_else(|_| {
+                RawValue::from_string(serde_json::to_string(l.event).unwrap_or_default())
+            });
             let Ok(event) = event else { continue };
             let entry = Entry::Rejected(Letter {
                 at,
@@ -168,11 +169,18 @@ impl DeadLetters {
     }
 
     fn is_replayed(&self, id: u64) -> bool {
-        self.replayed.lock().map(|s| s.contains(&id)).unwrap_or(false)
+        self.replayed
+            .lock()
+            .map(|s| s.contains(&id))
+            .unwrap_or(false)
     }
 
     /// Up to `limit` letters matching `filter`, oldest first.
-    pub async fn list(&self, filter: &Filter, limit: usize) -> Result<Vec<DeadLetter>, StreamError> {
+    pub async fn list(
+        &self,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StreamError> {
         let mut out = Vec::new();
         let mut letters = Vec::new();
         self.scan(filter.from, usize::MAX, |id, l| {

@@ -3,7 +3,7 @@
 //! without blocking the caller, appended in batches by a background thread.
 
 use std::hash::{Hash, Hasher};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -114,12 +114,12 @@ impl ExposureLogger {
             time_ms,
         };
         let sent = match self.tx.lock() {
-            Ok(tx) => tx.as_ref().map(|tx| tx.try_send(e)),
+            Ok(tx) => tx.as_ref().map(|tx| tx.try_send(e).is_ok()),
             Err(_) => None,
         };
         match sent {
-            Some(Ok(())) => {}
-            Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => {
+            Some(true) => {}
+            Some(false) | None => {
                 self.metrics.exposures_dropped.inc();
             }
         }

@@ -124,8 +124,14 @@ impl Events {
             config.dead_letter_log,
             metrics.dead_letter_log.clone(),
         )?;
-        Self::with_streams(Arc::new(log), Arc::new(dead), config.limits, config.exposures, metrics)
-            .await
+        Self::with_streams(
+            Arc::new(log),
+            Arc::new(dead),
+            config.limits,
+            config.exposures,
+            metrics,
+        )
+        .await
     }
 
     /// Everything in memory, for tests.
@@ -305,10 +311,9 @@ impl Events {
                     batch.push_event(&l.project, &l.environment, &ev);
                     ids.push(l.id);
                 }
-                Err(reason) => report.still_rejected.push(StillRejected {
-                    id: l.id,
-                    reason,
-                }),
+                Err(reason) => report
+                    .still_rejected
+                    .push(StillRejected { id: l.id, reason }),
             }
         }
         if !batch.is_empty() {

@@ -339,9 +339,7 @@ impl Writer {
             }
             Err(msg) => {
                 for req in group.drain(..) {
-                    let _ = req
-                        .reply
-                        .send(Err(StreamError::Unavailable(msg.clone())));
+                    let _ = req.reply.send(Err(StreamError::Unavailable(msg.clone())));
                 }
             }
         }
@@ -409,10 +407,7 @@ impl Writer {
     fn roll(&mut self) -> io::Result<()> {
         let base = self.base + self.size;
         let path = segment_path(&self.shared.dir, base);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
         sync_dir(&self.shared.dir)?;
         self.file = file;
         self.base = base;
@@ -466,7 +461,10 @@ impl Writer {
                 }
             }
             let _ = sync_dir(&self.shared.dir);
-            tracing::info!(segments = drop_count, "event log: retention deleted segments");
+            tracing::info!(
+                segments = drop_count,
+                "event log: retention deleted segments"
+            );
         }
         self.shared.metrics.bytes.set(total as i64);
     }

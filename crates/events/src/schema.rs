@@ -332,13 +332,8 @@ fn required_str<'a>(
     field: &str,
     max: usize,
 ) -> Result<Cow<'a, str>, Rejection> {
-    optional_str(raw, field, max)?.ok_or_else(|| {
-        Rejection::new(
-            "missing_field",
-            Some(field),
-            format!("{field} is required"),
-        )
-    })
+    optional_str(raw, field, max)?
+        .ok_or_else(|| Rejection::new("missing_field", Some(field), format!("{field} is required")))
 }
 
 fn parse_number(raw: &RawValue, field: &str) -> Result<f64, Rejection> {
@@ -398,7 +393,9 @@ pub fn parse_json<'a>(body: &'a [u8], limits: &Limits) -> Result<Vec<RawEvent<'a
 /// JSON value gives an event rejected as `invalid_json`.
 pub fn parse_event(text: &str) -> RawEvent<'_> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = ElementSeed.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    let parsed = ElementSeed
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v));
     parsed.unwrap_or_else(|e| RawEvent {
         problem: Some(Rejection::new("invalid_json", None, e.to_string())),
         source: Some(text),

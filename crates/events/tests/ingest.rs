@@ -6,8 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use proptest::prelude::*;
 use switchyard_events::{
-    BodyFormat, DeadLetterFilter, EventStream, Events, EventsConfig, ExposureConfig, IngestError,
-    Limits,
+    BodyFormat, DeadLetterFilter, Events, EventsConfig, ExposureConfig, IngestError, Limits,
 };
 
 const NOW: i64 = 1_767_225_600_000;
@@ -30,15 +29,26 @@ async fn read_events(events: &Events) -> Vec<serde_json::Value> {
 #[tokio::test]
 async fn a_batch_is_accepted_but_for_its_bad_events_which_become_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
-    let events = Events::open(dir.path(), EventsConfig::default()).await.unwrap();
+    let events = Events::open(dir.path(), EventsConfig::default())
+        .await
+        .unwrap();
     let body = br#"[{"type":"track","id":"1","unit":"u","name":"buy"},
                     {"type":"track","unit":"u"},
                     {"type":"track","id":"1","unit":"u","name":"buy"}]"#;
-    let r = events.ingest("p", "e", body, BodyFormat::Json, false, NOW).await.unwrap();
+    let r = events
+        .ingest("p", "e", body, BodyFormat::Json, false, NOW)
+        .await
+        .unwrap();
     assert_eq!((r.accepted, r.duplicates), (1, 1));
     assert_eq!(r.rejected.len(), 1);
-    assert_eq!((r.rejected[0].index, r.rejected[0].reason.code.as_str()), (1, "missing_field"));
-    let dl = events.dead_letters(&DeadLetterFilter::default(), 100).await.unwrap();
+    assert_eq!(
+        (r.rejected[0].index, r.rejected[0].reason.code.as_str()),
+        (1, "missing_field")
+    );
+    let dl = events
+        .dead_letters(&DeadLetterFilter::default(), 100)
+        .await
+        .unwrap();
     assert_eq!(dl.len(), 1);
     assert_eq!(dl[0].event.get(), r#"{"type":"track","unit":"u"}"#);
     assert_eq!(read_events(&events).await.len(), 1);
@@ -58,11 +68,16 @@ async fn dead_letters_survive_a_restart_and_replay_once() {
     {
         let events = Events::open(dir.path(), cfg.clone()).await.unwrap();
         let body = br#"[{"type":"track","unit":"u","name":"a-rather-long-event-name-here-that-exceeds-the-small-limit-set-above"},{"type":"nope","unit":"u"}]"#;
-        let r = events.ingest("p", "e", body, BodyFormat::Json, false, NOW).await.unwrap();
+        let r = events
+            .ingest("p", "e", body, BodyFormat::Json, false, NOW)
+            .await
+            .unwrap();
         assert_eq!(r.rejected.len(), 2);
     }
     // The limit is raised: one of the two now passes.
-    let events = Events::open(dir.path(), EventsConfig::default()).await.unwrap();
+    let events = Events::open(dir.path(), EventsConfig::default())
+        .await
+        .unwrap();
     let all = DeadLetterFilter::default();
     assert_eq!(events.dead_letters(&all, 10).await.unwrap().len(), 2);
     let report = events.replay(&all, 100, NOW).await.unwrap();
@@ -72,7 +87,9 @@ async fn dead_letters_survive_a_restart_and_replay_once() {
     let again = events.replay(&all, 100, NOW).await.unwrap();
     assert_eq!(again.replayed, 0, "a replayed letter is not replayed twice");
     drop(events);
-    let events = Events::open(dir.path(), EventsConfig::default()).await.unwrap();
+    let events = Events::open(dir.path(), EventsConfig::default())
+        .await
+        .unwrap();
     assert_eq!(events.dead_letters(&all, 10).await.unwrap().len(), 1);
     assert_eq!(read_events(&events).await.len(), 1);
 }
@@ -93,7 +110,10 @@ async fn gzip_and_ndjson_bodies_are_accepted_and_limits_answer_clear_errors() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(nd).unwrap();
     let gz = gz.finish().unwrap();
-    let r = events.ingest("p", "e", &gz, BodyFormat::Ndjson, true, NOW).await.unwrap();
+    let r = events
+        .ingest("p", "e", &gz, BodyFormat::Ndjson, true, NOW)
+        .await
+        .unwrap();
     assert_eq!(r.accepted, 2);
     let bomb = {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -101,15 +121,21 @@ async fn gzip_and_ndjson_bodies_are_accepted_and_limits_answer_clear_errors() {
         gz.finish().unwrap()
     };
     assert!(matches!(
-        events.ingest("p", "e", &bomb, BodyFormat::Json, true, NOW).await,
+        events
+            .ingest("p", "e", &bomb, BodyFormat::Json, true, NOW)
+            .await,
         Err(IngestError::BodyTooLarge { max: 1000 })
     ));
     assert!(matches!(
-        events.ingest("p", "e", b"[{},{},{},{}]", BodyFormat::Json, false, NOW).await,
+        events
+            .ingest("p", "e", b"[{},{},{},{}]", BodyFormat::Json, false, NOW)
+            .await,
         Err(IngestError::TooManyEvents { max: 3 })
     ));
     assert!(matches!(
-        events.ingest("p", "e", b"not gzip", BodyFormat::Json, true, NOW).await,
+        events
+            .ingest("p", "e", b"not gzip", BodyFormat::Json, true, NOW)
+            .await,
         Err(IngestError::InvalidBody(_))
     ));
 }
@@ -139,7 +165,9 @@ async fn exposures_are_deduplicated_within_the_window_and_appended_in_batches() 
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
 }
 
 proptest! {

@@ -84,7 +84,11 @@ async fn conformance(stream: Arc<dyn EventStream>) {
     assert_eq!(all(stream.as_ref()).await, ["a-0", "a-1", "a-2", "b-1"]);
 
     let first = stream.read(0, 1).await.unwrap();
-    assert_eq!(first.records.len(), 1, "at least one record even past max_bytes");
+    assert_eq!(
+        first.records.len(),
+        1,
+        "at least one record even past max_bytes"
+    );
     let rest = stream.read(first.next, 1 << 20).await.unwrap();
     assert_eq!(rest.records.len(), 3);
     assert_eq!(stream.bounds().1, rest.next);
@@ -98,7 +102,9 @@ async fn conformance(stream: Arc<dyn EventStream>) {
     for t in 0..20 {
         let s = stream.clone();
         tasks.push(tokio::spawn(async move {
-            s.append(batch(&[None, None], &format!("c{t}"))).await.unwrap()
+            s.append(batch(&[None, None], &format!("c{t}")))
+                .await
+                .unwrap()
         }));
     }
     for t in tasks {
@@ -128,7 +134,12 @@ async fn the_embedded_log_passes_the_conformance_suite_with_tiny_segments() {
     };
     let log = EventLog::open(dir.path(), cfg, LogMetrics::default()).unwrap();
     conformance(Arc::new(log)).await;
-    assert!(switchyard_events::segment::list_segments(dir.path()).unwrap().len() > 3);
+    assert!(
+        switchyard_events::segment::list_segments(dir.path())
+            .unwrap()
+            .len()
+            > 3
+    );
 }
 
 #[tokio::test]
@@ -136,12 +147,21 @@ async fn records_ids_and_consumer_offsets_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
         let log = EventLog::open(dir.path(), LogConfig::default(), LogMetrics::default()).unwrap();
-        log.append(events(&[Some("x"), Some("y")], "a")).await.unwrap();
+        log.append(events(&[Some("x"), Some("y")], "a"))
+            .await
+            .unwrap();
         log.commit("agg", 7).await.unwrap();
     }
     let log = EventLog::open(dir.path(), LogConfig::default(), LogMetrics::default()).unwrap();
-    let again = log.append(events(&[Some("y"), Some("w")], "b")).await.unwrap();
-    assert_eq!(again.duplicates, vec![0], "the id window is rebuilt from the log");
+    let again = log
+        .append(events(&[Some("y"), Some("w")], "b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.duplicates,
+        vec![0],
+        "the id window is rebuilt from the log"
+    );
     assert_eq!(names(all_raw(&log).await), ["a-0", "a-1", "b-1"]);
     assert_eq!(log.committed("agg").await.unwrap(), Some(7));
 }
@@ -151,7 +171,10 @@ async fn recovery_keeps_complete_records_and_truncates_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let end = {
         let log = EventLog::open(dir.path(), LogConfig::default(), LogMetrics::default()).unwrap();
-        log.append(batch(&[None, None, None], "a")).await.unwrap().next
+        log.append(batch(&[None, None, None], "a"))
+            .await
+            .unwrap()
+            .next
     };
     let seg = dir.path().join(format!("{:020}.log", 0));
     let full = std::fs::read(&seg).unwrap();
@@ -193,14 +216,20 @@ async fn retention_deletes_the_oldest_closed_segments_past_the_size_bound() {
     };
     let log = EventLog::open(dir.path(), cfg, LogMetrics::default()).unwrap();
     for i in 0..20 {
-        log.append(batch(&[None; 4], &format!("r{i:02}"))).await.unwrap();
+        log.append(batch(&[None; 4], &format!("r{i:02}")))
+            .await
+            .unwrap();
     }
     let segs = switchyard_events::segment::list_segments(dir.path()).unwrap();
     let on_disk: u64 = segs
         .iter()
         .map(|s| std::fs::metadata(&s.path).unwrap().len())
         .sum();
-    assert!(on_disk <= 250 + 100, "{on_disk} bytes in {} segments", segs.len());
+    assert!(
+        on_disk <= 250 + 100,
+        "{on_disk} bytes in {} segments",
+        segs.len()
+    );
     let (start, _) = log.bounds();
     assert!(start > 0);
     let left = all(&log).await;
@@ -236,7 +265,9 @@ async fn appends_are_refused_with_overloaded_past_the_pending_bound() {
     let log = Arc::new(EventLog::open(dir.path(), cfg, LogMetrics::default()).unwrap());
     // Submitted together: the first is admitted (nothing pending), the
     // others find it pending.
-    let futs: Vec<_> = (0..50).map(|_| log.append(batch(&[None; 100], "x"))).collect();
+    let futs: Vec<_> = (0..50)
+        .map(|_| log.append(batch(&[None; 100], "x")))
+        .collect();
     let mut overloaded = 0;
     for f in futs {
         match f.await {

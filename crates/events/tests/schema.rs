@@ -137,7 +137,10 @@ fn an_event_larger_than_the_limit_is_rejected() {
         "x".repeat(100)
     );
     let raws = parse_json(body.as_bytes(), &limits).unwrap();
-    assert_eq!(raws[0].validate(&limits, NOW).unwrap_err().code, "event_too_large");
+    assert_eq!(
+        raws[0].validate(&limits, NOW).unwrap_err().code,
+        "event_too_large"
+    );
 }
 
 #[test]
@@ -159,7 +162,10 @@ fn a_rejected_event_keeps_its_recognised_fields_as_json() {
     let body = r#"[{"type":"track","unit":5,"name":"n","junk":true}]"#;
     let raws = parse_json(body.as_bytes(), &Limits::default()).unwrap();
     let json: serde_json::Value = serde_json::from_str(&raws[0].to_json()).unwrap();
-    assert_eq!(json, serde_json::json!({"type":"track","unit":5,"name":"n"}));
+    assert_eq!(
+        json,
+        serde_json::json!({"type":"track","unit":5,"name":"n"})
+    );
 }
 
 #[test]

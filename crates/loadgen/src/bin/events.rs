@@ -179,15 +179,24 @@ fn main() -> anyhow::Result<()> {
         .context("--url must be http://127.x.x.x:PORT")?
         .trim_end_matches('/')
         .to_string();
-    if !(hostport.starts_with("127.") || hostport.starts_with("localhost:") || hostport.starts_with("[::1]")) {
+    if !(hostport.starts_with("127.")
+        || hostport.starts_with("localhost:")
+        || hostport.starts_with("[::1]"))
+    {
         bail!("refusing a non-loopback target {hostport}");
     }
     let templates: Vec<Template> = (0..16).map(|v| template(args.batch, v)).collect();
-    let bodies: Vec<Bytes> = templates.iter().enumerate().map(|(i, t)| t.stamp(i as u64)).collect();
+    let bodies: Vec<Bytes> = templates
+        .iter()
+        .enumerate()
+        .map(|(i, t)| t.stamp(i as u64))
+        .collect();
     let bytes_per_batch = bodies[0].len();
     let parse_before = parse_rate(&bodies, args.parse_seconds / 2.0);
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let templates = std::sync::Arc::new(templates);
     let start = Instant::now();
     let stop = start + Duration::from_secs_f64(args.seconds);
@@ -223,11 +232,29 @@ fn main() -> anyhow::Result<()> {
         lat.extend(r.latencies_us);
     }
     lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     let rate = accepted as f64 / elapsed;
-    println!("batches: {} ({} non-200), {} events each, {} bytes each", lat.len(), errors, args.batch, bytes_per_batch);
-    println!("accepted durably: {rate:.0} events/s over {elapsed:.1} s, {} connections", args.connections);
-    println!("batch latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", pct(0.5) as f64 / 1000.0, pct(0.99) as f64 / 1000.0, lat.last().copied().unwrap_or(0) as f64 / 1000.0);
+    println!(
+        "batches: {} ({} non-200), {} events each, {} bytes each",
+        lat.len(),
+        errors,
+        args.batch,
+        bytes_per_batch
+    );
+    println!(
+        "accepted durably: {rate:.0} events/s over {elapsed:.1} s, {} connections",
+        args.connections
+    );
+    println!(
+        "batch latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(0.5) as f64 / 1000.0,
+        pct(0.99) as f64 / 1000.0,
+        lat.last().copied().unwrap_or(0) as f64 / 1000.0
+    );
     println!("raw serde_json parse (borrowed structs, one core): {parse:.0} events/s");
     println!("ratio accepted / raw parse: {:.2}", rate / parse);
     Ok(())
