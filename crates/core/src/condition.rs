@@ -2,8 +2,8 @@
 //! once (regexes, versions, instants, sets), so matching does no parsing of
 //! the configuration, only of the context value.
 
-use std::cmp::Ordering;
 use rustc_hash::FxHashSet as HashSet;
+use std::cmp::Ordering;
 
 use regex::Regex;
 use serde_json::{Number, Value};

@@ -1,7 +1,7 @@
 //! The evaluation context: a targeting key plus attributes.
 
-use serde::{Deserialize, Serialize};
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::model::TARGETING_KEY;
@@ -57,6 +57,15 @@ impl Context {
         }
     }
 
+    /// Checks a context built by deserialising it directly (the fast path):
+    /// the same rule as [`Context::from_map`].
+    pub fn checked(self) -> Result<Self, ContextError> {
+        match self.attributes.get(TARGETING_KEY) {
+            None | Some(Value::Null) | Some(Value::String(_)) => Ok(self),
+            Some(_) => Err(ContextError::TargetingKeyNotString),
+        }
+    }
+
     /// Sets an attribute, returning `self` for chaining.
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<Value>) -> &mut Self {
         self.attributes.insert(name.into(), value.into());
@@ -78,8 +87,11 @@ impl Context {
 
     /// Every attribute, sorted by name (a stable order for hashing).
     pub fn attributes(&self) -> Vec<(&str, &Value)> {
-        let mut all: Vec<(&str, &Value)> =
-            self.attributes.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let mut all: Vec<(&str, &Value)> = self
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
         all.sort_unstable_by(|a, b| a.0.cmp(b.0));
         all
     }

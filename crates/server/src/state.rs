@@ -30,9 +30,22 @@ impl Default for ServerConfig {
     }
 }
 
-/// Cheap to clone: every field is shared.
+/// The handlers' state: one `Arc`, so a clone per request is one atomic
+/// increment. Fields are reached through `Deref` (`state.store`).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Debug, Clone)]
+pub struct Shared {
     pub store: Arc<dyn ConfigStore>,
     pub snapshots: Arc<Snapshots>,
     pub auth: Arc<AuthCache>,
@@ -54,7 +67,7 @@ impl AppState {
         config: ServerConfig,
     ) -> Result<AppState, switchyard_store::StoreError> {
         let snapshots = Snapshots::load(store.clone()).await?;
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             store,
             snapshots,
             auth: Arc::new(AuthCache::default()),
@@ -63,14 +76,15 @@ impl AppState {
             config: Arc::new(config),
             shutdown: Arc::new(tokio::sync::watch::Sender::new(false)),
             events: None,
-        })
+        })))
     }
 
     /// Adds event ingestion (e.g. `Events::open(&data_dir.join("events"), ..)`)
     /// and its metrics to `/metrics`.
-    pub fn with_events(mut self, events: Arc<switchyard_events::Events>) -> AppState {
+    pub fn with_events(self, events: Arc<switchyard_events::Events>) -> AppState {
         let _ = self.metrics.events.set(events.clone());
-        self.events = Some(events);
-        self
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.events = Some(events);
+        AppState(Arc::new(shared))
     }
 }

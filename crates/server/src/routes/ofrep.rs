@@ -131,6 +131,17 @@ fn parse_context(body: &[u8]) -> Result<Context, RequestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Context::new());
     }
+    // Fast path: straight into the context's own map. Anything unusual
+    // takes the slow path below, which says precisely what is wrong.
+    #[derive(serde::Deserialize)]
+    struct Request {
+        context: Option<Context>,
+    }
+    if let Ok(Request { context }) = serde_json::from_slice::<Request>(body)
+        && let Ok(context) = context.unwrap_or_default().checked()
+    {
+        return Ok(context);
+    }
     let request: Value = serde_json::from_slice(body).map_err(|e| {
         RequestError::new(
             OfrepCode::ParseError,
