@@ -1,5 +1,7 @@
 //! The evaluation context: a targeting key plus attributes.
 
+use std::borrow::Cow;
+
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -81,6 +83,13 @@ impl Context {
         }
     }
 
+    /// The bucketing unit named by `attribute`: a string as it is, a number
+    /// or boolean as its JSON text; `None` for anything else or absent.
+    #[inline]
+    pub fn unit(&self, attribute: &str) -> Option<Cow<'_, str>> {
+        self.get(attribute).and_then(unit_text)
+    }
+
     pub fn targeting_key(&self) -> Option<&str> {
         self.get(TARGETING_KEY).and_then(Value::as_str)
     }
@@ -94,6 +103,16 @@ impl Context {
             .collect();
         all.sort_unstable_by(|a, b| a.0.cmp(b.0));
         all
+    }
+}
+
+#[inline]
+pub(crate) fn unit_text(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        _ => None,
     }
 }
 

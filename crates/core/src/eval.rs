@@ -62,6 +62,10 @@ impl ErrorCode {
 pub struct Exposure<'a> {
     pub experiment: &'a str,
     pub variation: &'a str,
+    /// The attribute the experiment buckets by: the exposed unit is
+    /// `context.unit(bucket_by)`.
+    #[serde(skip)]
+    pub bucket_by: &'a str,
 }
 
 /// The result of evaluating one flag.
@@ -177,6 +181,7 @@ impl Evaluator {
                     exposure: exposure.map(|e| Exposure {
                         experiment: &self.experiments[e].key,
                         variation: &f.variation_keys[variation],
+                        bucket_by: &self.experiments[e].bucket_by,
                     }),
                     metadata: Some(&f.metadata),
                 }
@@ -349,19 +354,12 @@ fn missing_unit(f: &CompiledFlag) -> Evaluation<'_> {
     }
 }
 
-/// The bucketing unit: strings as they are, numbers and booleans as their
-/// JSON text; anything else counts as missing.
 #[inline]
 fn unit_of<'c>(ctx: &'c Context, attribute: &str) -> Option<Cow<'c, str>> {
-    ctx.get(attribute).and_then(unit_text)
+    ctx.unit(attribute)
 }
 
 #[inline]
 fn unit_text(v: &Value) -> Option<Cow<'_, str>> {
-    match v {
-        Value::String(s) => Some(Cow::Borrowed(s.as_str())),
-        Value::Number(n) => Some(Cow::Owned(n.to_string())),
-        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
-        _ => None,
-    }
+    crate::context::unit_text(v)
 }

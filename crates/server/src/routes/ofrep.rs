@@ -200,10 +200,30 @@ async fn evaluate_flag(
         state
             .metrics
             .count_evaluation(&snapshot.project, &snapshot.environment, evaluation.key);
+        log_exposure(&state, &snapshot, &context, &evaluation);
         return json_response(StatusCode::OK, &SuccessItem(&evaluation));
     }
     let (code, details) = failure_of(&evaluation, &snapshot);
     RequestError::new(code, details).for_flag(&key)
+}
+
+/// Server-side evaluation of an experiment flag is an exposure: hand it to
+/// the event log, which deduplicates per (unit, experiment, variation) and
+/// appends in the background. Never blocks the request.
+fn log_exposure(state: &AppState, snapshot: &Snapshot, context: &Context, e: &Evaluation<'_>) {
+    let (Some(exposure), Some(events)) = (e.exposure, state.events.as_ref()) else {
+        return;
+    };
+    if let Some(unit) = context.unit(exposure.bucket_by) {
+        events.log_exposure(
+            &snapshot.project,
+            &snapshot.environment,
+            &unit,
+            exposure.experiment,
+            exposure.variation,
+            std::time::SystemTime::now(),
+        );
+    }
 }
 
 /// `If-None-Match`, borrowed from the request without copying the headers.
@@ -252,6 +272,9 @@ async fn evaluate_flags(
             .count_evaluation(&snapshot.project, &snapshot.environment, key);
     }
     let evaluations = evaluator.evaluate_all(&context);
+    for e in &evaluations {
+        log_exposure(&state, &snapshot, &context, e);
+    }
     let body = BulkBody {
         evaluations: &evaluations,
         snapshot: &snapshot,
