@@ -135,3 +135,33 @@ fn analyze_rejects_a_bad_document_with_the_field_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("variations"));
 }
+
+#[test]
+fn the_documented_example_configuration_compiles_and_matches_the_doc() {
+    // docs/example-config.json is the document shown in docs/evaluation.md.
+    let doc = std::fs::read_to_string(repo("docs/evaluation.md")).unwrap();
+    let start = doc.find("```json\n").unwrap() + 8;
+    let end = start + doc[start..].find("```").unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&doc[start..end]).unwrap();
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("docs/example-config.json")).unwrap())
+            .unwrap();
+    assert_eq!(shown, file, "docs/example-config.json differs from the doc");
+    let out = bin()
+        .args(["eval", "--config", &repo("docs/example-config.json")])
+        .args([
+            "--context",
+            r#"{"targetingKey":"u-9","email":"a@example.com"}"#,
+        ])
+        .args(["--flag", "new-checkout"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["reason"], "TARGETING_MATCH");
+    assert_eq!(v["variant"], "on");
+}
