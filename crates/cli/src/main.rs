@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin_key;
 mod analyze;
 mod eval;
 mod serve;
@@ -42,6 +43,9 @@ enum Command {
         /// The analysis document; standard input when absent or `-`.
         file: Option<PathBuf>,
     },
+    /// Create an admin API key directly in the config store (for a lost
+    /// key or automation) and print its secret once.
+    AdminKey(admin_key::AdminKeyArgs),
     /// Print the version.
     Version,
 }
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         } => eval::run(&config, &context, flag.as_deref()),
         Command::Analyze { file } => analyze::run(file.as_deref()),
         Command::Serve(args) => serve::run(args),
+        Command::AdminKey(args) => admin_key::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -165,3 +165,61 @@ fn the_documented_example_configuration_compiles_and_matches_the_doc() {
     assert_eq!(v["reason"], "TARGETING_MATCH");
     assert_eq!(v["variant"], "on");
 }
+
+#[test]
+fn admin_key_creates_a_working_key_in_an_existing_store_and_refuses_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    // No store yet: a clear error, nothing created.
+    let out = bin()
+        .args(["admin-key", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no config store"));
+    assert!(!dir.path().join("config.db").exists());
+
+    // Create the store as `serve` would, then a viewer key through the CLI.
+    let url = format!("sqlite://{}", dir.path().join("config.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = switchyard_store::open(&url).await.unwrap();
+        switchyard_store::bootstrap(store.as_ref(), false)
+            .await
+            .unwrap();
+    });
+    let out = bin()
+        .args([
+            "admin-key",
+            "--role",
+            "viewer",
+            "--name",
+            "ci",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    rt.block_on(async {
+        let store = switchyard_store::open(&url).await.unwrap();
+        let key = store
+            .authenticate(&secret)
+            .await
+            .unwrap()
+            .expect("key works");
+        assert_eq!(key.name, "ci");
+        assert_eq!(
+            key.kind,
+            switchyard_store::ApiKeyKind::Admin(switchyard_store::Role::Viewer)
+        );
+    });
+}
