@@ -87,6 +87,10 @@ struct Request {
 /// it has answered every request sent.
 #[derive(Debug)]
 pub struct EventLog {
+    /// Held for the log's lifetime: an exclusive lock on `dir/LOCK`, so a
+    /// second process opening the same directory fails instead of
+    /// interleaving its writes with ours.
+    _lock: File,
     shared: Arc<Shared>,
     tx: Mutex<Option<Sender<Request>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -98,6 +102,20 @@ impl EventLog {
     /// is truncated, and the id window is rebuilt from the newest records.
     pub fn open(dir: &Path, config: LogConfig, metrics: LogMetrics) -> io::Result<EventLog> {
         std::fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))?;
+        if let Err(e) = lock.try_lock() {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "the event log in {} is in use by another process ({e})",
+                    dir.display()
+                ),
+            ));
+        }
         let mut segments = list_segments(dir)?;
         if segments.is_empty() {
             File::create(segment_path(dir, 0))?.sync_all()?;
@@ -150,6 +168,7 @@ impl EventLog {
             .name("event-log-writer".into())
             .spawn(move || writer.run(rx))?;
         Ok(EventLog {
+            _lock: lock,
             shared,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),

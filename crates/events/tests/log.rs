@@ -290,3 +290,32 @@ async fn a_malformed_batch_is_refused() {
         Err(StreamError::InvalidBatch(_))
     ));
 }
+
+#[test]
+fn a_second_process_cannot_open_a_log_directory_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = switchyard_events::EventLog::open(
+        dir.path(),
+        switchyard_events::LogConfig::default(),
+        Default::default(),
+    )
+    .unwrap();
+    let second = switchyard_events::EventLog::open(
+        dir.path(),
+        switchyard_events::LogConfig::default(),
+        Default::default(),
+    );
+    let err = second.expect_err("the directory is locked");
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+    drop(first);
+    // Released with the first log: the directory opens again.
+    switchyard_events::EventLog::open(
+        dir.path(),
+        switchyard_events::LogConfig::default(),
+        Default::default(),
+    )
+    .unwrap();
+}
