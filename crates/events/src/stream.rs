@@ -52,7 +52,7 @@ pub enum StreamError {
     Unavailable(String),
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
-    #[error("I/O error: {0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
