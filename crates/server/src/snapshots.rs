@@ -27,6 +27,9 @@ pub struct Snapshot {
     pub document: Bytes,
     /// Strong ETag of `document`.
     pub etag: String,
+    /// The server-sent `config` event of this snapshot, rendered on first
+    /// use and shared by every streaming client.
+    pub stream_frame: std::sync::OnceLock<Bytes>,
 }
 
 /// The per-environment slot: current snapshot plus change notification.
@@ -133,31 +136,40 @@ impl Snapshots {
         Ok(())
     }
 
-    async fn build(&self, project: &str, environment: &str) -> Result<Snapshot, StoreError> {
+    /// The environment's snapshot; the current one when the store's
+    /// revision has not moved (nothing to compile, nobody to wake).
+    async fn build(&self, project: &str, environment: &str) -> Result<Arc<Snapshot>, StoreError> {
         let doc = self
             .store
             .environment_document(project, environment)
             .await?;
+        if let Some(slot) = self.get(project, environment) {
+            let current = slot.load();
+            if current.revision == doc.revision {
+                return Ok(current);
+            }
+        }
         let evaluator = compile(&doc).map_err(|e| {
             StoreError::Backend(format!(
                 "stored configuration of {project}/{environment} does not compile: {e}"
             ))
         })?;
         let document = Bytes::from(serde_json::to_vec(&doc)?);
-        Ok(Snapshot {
+        Ok(Arc::new(Snapshot {
             project: project.to_string(),
             environment: environment.to_string(),
             revision: doc.revision,
             etag: format!("\"{}-{}\"", doc.revision, document.len()),
             evaluator,
             document,
-        })
+            stream_frame: std::sync::OnceLock::new(),
+        }))
     }
 
     /// Swaps in fresh snapshots. `scope` says which keys the fresh set
     /// replaces (`None`: all; `Some((p, None))`: all of project `p`;
     /// `Some((p, Some(e)))`: just that one), so deleted environments vanish.
-    fn install(&self, fresh: HashMap<Key, Snapshot>, scope: Option<(&str, Option<&str>)>) {
+    fn install(&self, fresh: HashMap<Key, Arc<Snapshot>>, scope: Option<(&str, Option<&str>)>) {
         let old = self.slots.load_full();
         let mut next: HashMap<Key, Arc<Slot>> = HashMap::new();
         let flat = old
@@ -174,11 +186,11 @@ impl Snapshots {
             }
         }
         for (k, snap) in fresh {
-            let snap = Arc::new(snap);
             match next.get(&k) {
                 Some(slot) => {
-                    // Never go back to an older revision (notifications can race).
-                    if slot.load().revision <= snap.revision {
+                    // Only a newer revision is published: never go back
+                    // (notifications can race), never wake streams for nothing.
+                    if slot.load().revision < snap.revision {
                         slot.current.store(snap.clone());
                         slot.changes.send_replace(snap);
                     }

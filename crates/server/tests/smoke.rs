@@ -43,3 +43,17 @@ async fn the_server_starts_on_both_backends_and_reports_health() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_resync_that_finds_nothing_new_keeps_the_snapshot_and_wakes_no_stream() {
+    let server = start(common::Backend::Sqlite).await;
+    let slot = server.state.snapshots.get("demo", "production").unwrap();
+    let before = slot.load();
+    let mut rx = slot.subscribe();
+    rx.borrow_and_update();
+    server.state.snapshots.reload_all().await.unwrap();
+    let slot = server.state.snapshots.get("demo", "production").unwrap();
+    assert!(std::sync::Arc::ptr_eq(&before, &slot.load()), "recompiled");
+    assert!(!rx.has_changed().unwrap(), "streams woken for nothing");
+    server.stop().await;
+}

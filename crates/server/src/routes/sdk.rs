@@ -16,7 +16,7 @@
 //! Both need a server SDK key: client keys may only evaluate (OFREP).
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -96,7 +96,6 @@ async fn stream(State(state): State<AppState>, principal: Principal) -> ApiResul
         shutdown: state.shutdown.subscribe(),
         keep_alive: state.config.stream_keepalive,
         first: true,
-        sent: 0,
         _client: ClientGuard::new(state.metrics.stream_clients.clone()),
     }
     .into_stream();
@@ -134,8 +133,6 @@ struct ConfigStream {
     shutdown: watch::Receiver<bool>,
     keep_alive: Duration,
     first: bool,
-    /// Revision of the last document sent.
-    sent: u64,
     _client: ClientGuard,
 }
 
@@ -147,30 +144,24 @@ impl ConfigStream {
             if s.first {
                 s.first = false;
                 let snapshot = s.changes.borrow_and_update().clone();
-                s.sent = snapshot.revision;
                 return Some((Ok(config_frame(&snapshot)), s));
             }
-            loop {
-                // `None`: stop; `Some(false)`: keep-alive; `Some(true)`: a change.
-                let what = tokio::select! {
-                    // Shutdown wins over a change that arrives at the same time.
-                    biased;
-                    _ = s.shutdown.wait_for(|stop| *stop) => None,
-                    // An error: the environment was deleted, its slot is gone.
-                    changed = s.changes.changed() => changed.is_ok().then_some(true),
-                    () = tokio::time::sleep(s.keep_alive) => Some(false),
-                };
-                match what {
-                    None => return None,
-                    Some(false) => return Some((Ok(Bytes::from_static(KEEP_ALIVE)), s)),
-                    Some(true) => {}
-                }
+            // `None`: stop; `Some(false)`: keep-alive; `Some(true)`: a change.
+            let what = tokio::select! {
+                // Shutdown wins over a change that arrives at the same time.
+                biased;
+                _ = s.shutdown.wait_for(|stop| *stop) => None,
+                // An error: the environment was deleted, its slot is gone.
+                changed = s.changes.changed() => changed.is_ok().then_some(true),
+                () = tokio::time::sleep(s.keep_alive) => Some(false),
+            };
+            if what? {
+                // Snapshots publish only newer revisions, so a wake-up is
+                // always a new document.
                 let snapshot = s.changes.borrow_and_update().clone();
-                // A reload that found nothing new swaps in an equal revision.
-                if snapshot.revision != s.sent {
-                    s.sent = snapshot.revision;
-                    return Some((Ok(config_frame(&snapshot)), s));
-                }
+                Some((Ok(config_frame(&snapshot)), s))
+            } else {
+                Some((Ok(Bytes::from_static(KEEP_ALIVE)), s))
             }
         })
     }
@@ -179,23 +170,11 @@ impl ConfigStream {
 /// The `config` event of a snapshot, rendered once and shared by every
 /// client (a `Bytes` clone is a reference count): with 10k streams, a
 /// change costs one rendering, not 10k copies of the document.
-fn config_frame(snapshot: &Arc<Snapshot>) -> Bytes {
-    static FRAMES: Mutex<Vec<(Weak<Snapshot>, Bytes)>> = Mutex::new(Vec::new());
-    let Ok(mut frames) = FRAMES.lock() else {
-        return render(snapshot);
-    };
-    // A live `Weak` keeps its allocation, so an address match is the same
-    // snapshot; entries of dropped snapshots are pruned here.
-    if let Some((_, frame)) = frames
-        .iter()
-        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(snapshot)))
-    {
-        return frame.clone();
-    }
-    frames.retain(|(w, _)| w.strong_count() > 0);
-    let frame = render(snapshot);
-    frames.push((Arc::downgrade(snapshot), frame.clone()));
-    frame
+fn config_frame(snapshot: &Snapshot) -> Bytes {
+    snapshot
+        .stream_frame
+        .get_or_init(|| render(snapshot))
+        .clone()
 }
 
 fn render(snapshot: &Snapshot) -> Bytes {
