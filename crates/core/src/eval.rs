@@ -1,8 +1,6 @@
 //! Evaluation of a compiled configuration for one context. Nothing here
 //! allocates on the common paths: results borrow from the evaluator.
 
-use std::borrow::Cow;
-
 use serde::Serialize;
 use serde::ser::SerializeStruct;
 use serde_json::{Map, Value};
@@ -253,7 +251,7 @@ impl Evaluator {
                 exposure: None,
             },
             CompiledServe::Split { bucket_by, ranges } => {
-                let Some(unit) = unit_of(ctx, bucket_by) else {
+                let Some(unit) = ctx.unit(bucket_by) else {
                     return Outcome::MissingUnit;
                 };
                 let b = bucket(&f.key, &unit);
@@ -296,13 +294,13 @@ impl Evaluator {
         }
         for &h in &e.holdouts {
             let h = &self.holdouts[h];
-            if let Some(unit) = unit_of(ctx, &h.bucket_by)
+            if let Some(unit) = ctx.unit(&h.bucket_by)
                 && bucket(&h.key, &unit) < h.size
             {
                 return Outcome::NotAssigned;
             }
         }
-        let Some(unit) = unit_of(ctx, &e.bucket_by) else {
+        let Some(unit) = ctx.unit(&e.bucket_by) else {
             return Outcome::NotAssigned;
         };
         if let Some((layer, start, end)) = &e.layer {
@@ -324,7 +322,7 @@ impl Evaluator {
 
     fn in_segment(&self, s: usize, unit: Option<&Value>, ctx: &Context) -> bool {
         let seg = &self.segments[s];
-        if let Some(unit) = unit.and_then(unit_text) {
+        if let Some(unit) = unit.and_then(crate::context::unit_text) {
             if seg.excluded.contains(unit.as_ref()) {
                 return false;
             }
@@ -352,14 +350,4 @@ fn missing_unit(f: &CompiledFlag) -> Evaluation<'_> {
         exposure: None,
         metadata: Some(&f.metadata),
     }
-}
-
-#[inline]
-fn unit_of<'c>(ctx: &'c Context, attribute: &str) -> Option<Cow<'c, str>> {
-    ctx.unit(attribute)
-}
-
-#[inline]
-fn unit_text(v: &Value) -> Option<Cow<'_, str>> {
-    crate::context::unit_text(v)
 }
