@@ -15,10 +15,41 @@ use crate::model::TARGETING_KEY;
 /// Attributes live in a hash map (FxHash): evaluation looks attributes up
 /// many times per flag, and hashing a short name beats the several string
 /// comparisons of an ordered map.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(transparent)]
 pub struct Context {
     attributes: FxHashMap<String, Value>,
+}
+
+/// Contexts are small: room for this many attributes is reserved up front,
+/// so parsing a typical one never rehashes.
+const TYPICAL_ATTRIBUTES: usize = 8;
+
+impl<'de> Deserialize<'de> for Context {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Attributes;
+        impl<'de> serde::de::Visitor<'de> for Attributes {
+            type Value = Context;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of attributes")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Context, A::Error> {
+                let capacity = map.size_hint().unwrap_or(0).clamp(TYPICAL_ATTRIBUTES, 64);
+                let mut attributes =
+                    FxHashMap::with_capacity_and_hasher(capacity, Default::default());
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    attributes.insert(k, v);
+                }
+                Ok(Context { attributes })
+            }
+        }
+        d.deserialize_map(Attributes)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

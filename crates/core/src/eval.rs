@@ -156,6 +156,23 @@ impl Evaluator {
         }
     }
 
+    /// The position of a flag in document order, for callers that keep
+    /// per-flag state beside the evaluator (see [`Evaluator::evaluate_at`]).
+    #[inline]
+    pub fn index_of(&self, key: &str) -> Option<usize> {
+        self.flag_index.get(key).copied()
+    }
+
+    /// Evaluates the flag at `index` (document order, as given by
+    /// [`Evaluator::index_of`] or the position in [`Evaluator::flag_keys`]).
+    ///
+    /// # Panics
+    /// If `index` is not below [`Evaluator::len`].
+    #[inline]
+    pub fn evaluate_at(&self, index: usize, ctx: &Context) -> Evaluation<'_> {
+        self.evaluate_index(index, ctx)
+    }
+
     /// Evaluates every flag for `ctx`, in document order.
     pub fn evaluate_all<'a>(&'a self, ctx: &Context) -> Vec<Evaluation<'a>> {
         (0..self.flags.len())

@@ -35,8 +35,6 @@ pub struct FlagLabels {
     pub flag: String,
 }
 
-/// Counter handles by project, environment and flag.
-type CounterCache = HashMap<String, HashMap<String, HashMap<String, Counter>>>;
 /// Latency histogram and request counters (by method, status) per route.
 type RequestCache = HashMap<String, (Histogram, HashMap<String, HashMap<u16, Counter>>)>;
 
@@ -46,7 +44,6 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub evaluations: Family<FlagLabels, Counter>,
-    evaluation_counters: RwLock<CounterCache>,
     request_handles: RwLock<RequestCache>,
     pub store_errors: Counter,
     pub stream_clients: Gauge,
@@ -104,7 +101,6 @@ impl Metrics {
             requests,
             latency,
             evaluations,
-            evaluation_counters: RwLock::new(HashMap::new()),
             request_handles: RwLock::new(HashMap::new()),
             store_errors,
             stream_clients,
@@ -112,35 +108,26 @@ impl Metrics {
         }
     }
 
-    /// Counts one evaluation. The counter handles are cached by borrowed
-    /// keys, so the hot path allocates nothing after a flag's first use.
-    pub fn count_evaluation(&self, project: &str, environment: &str, flag: &str) {
-        if let Ok(cache) = self.evaluation_counters.read()
-            && let Some(c) = cache
-                .get(project)
-                .and_then(|m| m.get(environment))
-                .and_then(|m| m.get(flag))
-        {
-            c.inc();
-            return;
-        }
-        let counter = self
-            .evaluations
-            .get_or_create(&FlagLabels {
-                project: project.to_string(),
-                environment: environment.to_string(),
-                flag: flag.to_string(),
+    /// The evaluation counters of an environment's flags, in the order of
+    /// `flags`. A snapshot asks once and keeps them, so counting an
+    /// evaluation is one atomic add (no label lookup per request).
+    pub fn evaluation_counters<'a>(
+        &self,
+        project: &str,
+        environment: &str,
+        flags: impl Iterator<Item = &'a str>,
+    ) -> Vec<Counter> {
+        flags
+            .map(|flag| {
+                self.evaluations
+                    .get_or_create(&FlagLabels {
+                        project: project.to_string(),
+                        environment: environment.to_string(),
+                        flag: flag.to_string(),
+                    })
+                    .clone()
             })
-            .clone();
-        counter.inc();
-        if let Ok(mut cache) = self.evaluation_counters.write() {
-            cache
-                .entry(project.to_string())
-                .or_default()
-                .entry(environment.to_string())
-                .or_default()
-                .insert(flag.to_string(), counter);
-        }
+            .collect()
     }
 
     pub fn encode(&self) -> String {

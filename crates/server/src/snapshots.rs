@@ -12,9 +12,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
+use rustc_hash::FxHashMap;
 use switchyard_core::{Evaluator, compile};
 use switchyard_store::{ConfigStore, StoreError};
 use tokio::sync::{broadcast, watch};
+
+use crate::metrics::Metrics;
 
 /// One environment's compiled configuration at one revision.
 #[derive(Debug)]
@@ -30,6 +34,24 @@ pub struct Snapshot {
     /// The server-sent `config` event of this snapshot, rendered on first
     /// use and shared by every streaming client.
     pub stream_frame: std::sync::OnceLock<Bytes>,
+    /// Evaluation counters per flag, in document order (index as
+    /// [`Evaluator::index_of`]); fetched from the registry on first use.
+    evaluation_counters: std::sync::OnceLock<Vec<Counter>>,
+}
+
+impl Snapshot {
+    /// The `flag_evaluations` counters of this environment's
+    /// flags, indexed like the evaluator's flags.
+    #[inline]
+    pub fn evaluation_counters(&self, metrics: &Metrics) -> &[Counter] {
+        self.evaluation_counters.get_or_init(|| {
+            metrics.evaluation_counters(
+                &self.project,
+                &self.environment,
+                self.evaluator.flag_keys(),
+            )
+        })
+    }
 }
 
 /// The per-environment slot: current snapshot plus change notification.
@@ -56,7 +78,8 @@ impl Slot {
 }
 
 type Key = (String, String);
-type SlotMap = HashMap<String, HashMap<String, Arc<Slot>>>;
+/// Project, then environment (FxHash: looked up on every evaluation).
+type SlotMap = FxHashMap<String, FxHashMap<String, Arc<Slot>>>;
 
 /// All environments' snapshots.
 #[derive(Debug)]
@@ -69,7 +92,7 @@ impl Snapshots {
     /// Loads every environment of every project.
     pub async fn load(store: Arc<dyn ConfigStore>) -> Result<Arc<Snapshots>, StoreError> {
         let s = Arc::new(Snapshots {
-            slots: ArcSwap::from_pointee(HashMap::new()),
+            slots: ArcSwap::from_pointee(FxHashMap::default()),
             store,
         });
         s.reload_all().await?;
@@ -163,6 +186,7 @@ impl Snapshots {
             evaluator,
             document,
             stream_frame: std::sync::OnceLock::new(),
+            evaluation_counters: std::sync::OnceLock::new(),
         }))
     }
 
@@ -207,7 +231,7 @@ impl Snapshots {
                 }
             }
         }
-        let mut nested: SlotMap = HashMap::new();
+        let mut nested: SlotMap = FxHashMap::default();
         for ((p, e), slot) in next {
             nested.entry(p).or_default().insert(e, slot);
         }

@@ -25,9 +25,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{FromRequestParts, Path, State};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -115,14 +115,66 @@ impl RequestError {
     }
 }
 
-fn body_error(r: BytesRejection) -> RequestError {
-    let status = r.status();
-    let mut e = RequestError::new(OfrepCode::ParseError, r.body_text());
-    if status.is_client_error() {
-        // 413 for a body over the size limit, 400 otherwise.
-        e.status = status;
+/// The request body, read whole up to the server's body limit (413 over
+/// it). Hyper hands a small body over as one frame, which is then used as
+/// it is: no intermediate buffer list, no copy.
+struct OfrepBody(Result<Bytes, RequestError>);
+
+impl FromRequest<AppState> for OfrepBody {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(OfrepBody(
+            read_body(req.into_body(), state.config.body_limit).await,
+        ))
     }
-    e
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, RequestError> {
+    use axum::body::HttpBody as _;
+    use http_body_util::BodyExt as _;
+
+    let too_large = || {
+        let mut e = RequestError::new(
+            OfrepCode::ParseError,
+            format!("request body is larger than {limit} bytes"),
+        );
+        e.status = StatusCode::PAYLOAD_TOO_LARGE;
+        e
+    };
+    let unreadable =
+        |e: axum::Error| RequestError::new(OfrepCode::ParseError, format!("reading the body: {e}"));
+    if body.size_hint().lower() > limit as u64 {
+        return Err(too_large());
+    }
+    let mut body = body;
+    let mut whole: Option<Bytes> = None;
+    let mut more: Option<Vec<u8>> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(unreadable)?.into_data() else {
+            continue; // trailers
+        };
+        let len = whole.as_ref().map_or(0, Bytes::len) + more.as_ref().map_or(0, Vec::len);
+        if len + data.len() > limit {
+            return Err(too_large());
+        }
+        match (&mut whole, &mut more) {
+            (None, None) => whole = Some(data),
+            (Some(first), None) => {
+                let mut buf = Vec::with_capacity(first.len() + data.len());
+                buf.extend_from_slice(first);
+                buf.extend_from_slice(&data);
+                whole = None;
+                more = Some(buf);
+            }
+            (_, Some(buf)) => buf.extend_from_slice(&data),
+        }
+    }
+    Ok(match (whole, more) {
+        (_, Some(buf)) => Bytes::from(buf),
+        (Some(first), None) => first,
+        (None, None) => Bytes::new(),
+    })
 }
 
 /// Reads `{"context": {...}}`. An empty body is an empty context; a
@@ -181,7 +233,7 @@ async fn evaluate_flag(
     State(state): State<AppState>,
     principal: Principal,
     key: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
+    OfrepBody(body): OfrepBody,
 ) -> Response {
     let snapshot = match snapshot_for(&state, &principal) {
         Ok(s) => s,
@@ -191,15 +243,19 @@ async fn evaluate_flag(
         Ok(Path(k)) => k,
         Err(r) => return RequestError::new(OfrepCode::General, r.body_text()).for_bulk(),
     };
-    let context = match body.map_err(body_error).and_then(|b| parse_context(&b)) {
+    let context = match body.and_then(|b| parse_context(&b)) {
         Ok(c) => c,
         Err(e) => return e.for_flag(&key),
     };
-    let evaluation = snapshot.evaluator.evaluate(&key, &context);
+    let evaluator = &snapshot.evaluator;
+    let evaluation = match evaluator.index_of(&key) {
+        Some(i) => {
+            snapshot.evaluation_counters(&state.metrics)[i].inc();
+            evaluator.evaluate_at(i, &context)
+        }
+        None => evaluator.evaluate(&key, &context),
+    };
     if evaluation.reason != Reason::Error {
-        state
-            .metrics
-            .count_evaluation(&snapshot.project, &snapshot.environment, evaluation.key);
         log_exposure(&state, &snapshot, &context, &evaluation);
         return json_response(StatusCode::OK, &SuccessItem(&evaluation));
     }
@@ -244,13 +300,13 @@ async fn evaluate_flags(
     State(state): State<AppState>,
     principal: Principal,
     IfNoneMatch(if_none_match): IfNoneMatch,
-    body: Result<Bytes, BytesRejection>,
+    OfrepBody(body): OfrepBody,
 ) -> Response {
     let snapshot = match snapshot_for(&state, &principal) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let context = match body.map_err(body_error).and_then(|b| parse_context(&b)) {
+    let context = match body.and_then(|b| parse_context(&b)) {
         Ok(c) => c,
         Err(e) => return e.for_bulk(),
     };
@@ -266,10 +322,8 @@ async fn evaluate_flags(
         return resp;
     }
     let evaluator = &snapshot.evaluator;
-    for key in evaluator.flag_keys() {
-        state
-            .metrics
-            .count_evaluation(&snapshot.project, &snapshot.environment, key);
+    for counter in snapshot.evaluation_counters(&state.metrics) {
+        counter.inc();
     }
     let evaluations = evaluator.evaluate_all(&context);
     for e in &evaluations {
@@ -394,7 +448,8 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     if let Err(e) = serde_json::to_writer(&mut buf, body) {
         return ApiError::Internal(format!("serializing an OFREP response: {e}")).into_response();
     }
-    let mut resp = (status, buf).into_response();
+    let mut resp = Response::new(axum::body::Body::from(buf));
+    *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
