@@ -139,13 +139,14 @@ jq -s -r --slurpfile sse "$WORK/sse.json" '
   [range(0; length; 3) as $i | .[$i:$i + 3] | map({key: .label, value: .}) | from_entries
    | {h: .healthz, s: .["ofrep-single"], b: .["ofrep-bulk"]}
    | . + {single_ratio: (.s.rps / .h.rps), bulk_ratio: (.b.rps / .h.rps),
-          min_cpu: ([.h.server_cpu, .s.server_cpu, .b.server_cpu] | map(. // 1) | min)}] as $rounds
+          min_cpu: ([.h.server_cpu, .s.server_cpu, .b.server_cpu] | map(. // 1) | min),
+          gen_cpu: [.h.loadgen_cpu, .s.loadgen_cpu] | map(. // 0)}] as $rounds
   | $sse[0] as $sse
   | "",
-    "| round | healthz req/s | OFREP single req/s | single / healthz | single p50 / p99 ms | OFREP bulk (20 flags) req/s | bulk / healthz | bulk p99 ms | healthz p99 ms | server CPU (min) |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| round | healthz req/s | OFREP single req/s | single / healthz | single p50 / p99 ms | OFREP bulk (20 flags) req/s | bulk / healthz | bulk p99 ms | healthz p99 ms | server CPU (min) | loadgen CPU healthz / single |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ($rounds | to_entries[] | .key as $k | .value |
-      "| \($k + 1)\(if .min_cpu < 0.9 then " (contended)" else "" end) | \(.h.rps | floor) | \(.s.rps | floor) | \(.single_ratio * 100 | r0) % | \(.s.latency.p50_ms | r3) / \(.s.latency.p99_ms | r3) | \(.b.rps | floor) | \(.bulk_ratio * 100 | r0) % | \(.b.latency.p99_ms | r3) | \(.h.latency.p99_ms | r3) | \(.min_cpu * 100 | round) % |"),
+      "| \($k + 1)\(if .min_cpu < 0.9 then " (contended)" else "" end) | \(.h.rps | floor) | \(.s.rps | floor) | \(.single_ratio * 100 | r0) % | \(.s.latency.p50_ms | r3) / \(.s.latency.p99_ms | r3) | \(.b.rps | floor) | \(.bulk_ratio * 100 | r0) % | \(.b.latency.p99_ms | r3) | \(.h.latency.p99_ms | r3) | \(.min_cpu * 100 | round) % | \(.gen_cpu[0] * 100 | round) % / \(.gen_cpu[1] * 100 | round) % |"),
     "",
     "median over \($rounds | length) rounds: healthz \($rounds | map(.h.rps) | median | floor) req/s, OFREP single \($rounds | map(.s.rps) | median | floor) req/s, bulk \($rounds | map(.b.rps) | median | floor) req/s",
     "median single / healthz: \($rounds | map(.single_ratio) | median * 100 | r0) % (target >= 80 %); median single p99: \($rounds | map(.s.latency.p99_ms) | median | r3) ms (target < 1 ms)",

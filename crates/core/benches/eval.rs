@@ -59,5 +59,17 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// Reading a context from JSON text, as the OFREP endpoints do per request.
+fn parse(c: &mut Criterion) {
+    let text = br#"{"targetingKey": "user-48213", "email": "someone@customer.org", "country": "US", "age": 34, "app_version": "2.4.1", "plan": "pro"}"#;
+    assert_eq!(
+        serde_json::from_slice::<Context>(text).expect("parses"),
+        context()
+    );
+    c.bench_function("context/parse_6_attributes", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<Context>(black_box(text)).expect("parses")))
+    });
+}
+
+criterion_group!(benches, bench, parse);
 criterion_main!(benches);

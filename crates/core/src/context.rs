@@ -165,6 +165,25 @@ mod tests {
     }
 
     #[test]
+    fn every_attribute_is_found_and_the_last_duplicate_wins() {
+        for n in [0, 1, 7, 8, 9, 200] {
+            let mut text = String::from("{");
+            for i in 0..n {
+                text.push_str(&format!("\"a{i}\": {i}, "));
+            }
+            // A duplicate name: JSON readers keep the last value.
+            text.push_str("\"a0\": \"last\"}");
+            let c: Context = serde_json::from_str(&text).unwrap();
+            assert_eq!(c.attributes().len(), n.max(1), "{n} attributes");
+            assert_eq!(c.get("a0"), Some(&json!("last")), "{n} attributes");
+            for i in 1..n {
+                assert_eq!(c.get(&format!("a{i}")), Some(&json!(i)), "{n}: a{i}");
+            }
+            assert_eq!(c.get("missing"), None);
+        }
+    }
+
+    #[test]
     fn null_attributes_count_as_absent() {
         let c = Context::from_value(json!({"targetingKey": "u", "plan": null})).unwrap();
         assert_eq!(c.get("plan"), None);

@@ -26,10 +26,12 @@ const CACHE_MAX: usize = 100_000;
 /// A key and when it was read from the store.
 type CachedKey = (Arc<ApiKey>, Instant);
 
-/// Recently authenticated keys by secret hash.
+/// Recently authenticated keys by secret. The map's hasher is foldhash
+/// with a per-process random seed: several times cheaper than SipHash on a
+/// 40-byte secret, and still not predictable from outside the process.
 #[derive(Debug, Default)]
 pub struct AuthCache {
-    entries: RwLock<HashMap<Box<str>, CachedKey>>,
+    entries: RwLock<HashMap<Box<str>, CachedKey, foldhash::fast::RandomState>>,
 }
 
 impl AuthCache {

@@ -40,7 +40,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The `flag_evaluations` counters of this environment's
+    /// The `switchyard_flag_evaluations` counters of this environment's
     /// flags, indexed like the evaluator's flags.
     #[inline]
     pub fn evaluation_counters(&self, metrics: &Metrics) -> &[Counter] {

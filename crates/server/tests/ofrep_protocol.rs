@@ -569,3 +569,89 @@ async fn over_the_rate_limit_evaluation_answers_429_with_retry_after() {
     assert!(retry >= 1);
     server.stop().await;
 }
+
+/// `flag_evaluations` counts each flag served, single and bulk, per
+/// environment; a config change keeps the counts (the counters outlive
+/// snapshots).
+#[tokio::test]
+async fn evaluations_are_counted_per_flag_across_config_changes() {
+    let server = start(common::Backend::Sqlite).await;
+    let keys = setup(&server).await;
+    let count = |text: &str, flag: &str| -> u64 {
+        let label = format!(
+            "switchyard_flag_evaluations_total{{project=\"demo\",environment=\"production\",flag=\"{flag}\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(label.as_str()))
+            .map_or(0, |v| v.trim().parse().expect("a count"))
+    };
+    let metrics = || async {
+        reqwest::get(format!("{}/metrics", server.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let body = r#"{"context": {"targetingKey": "u-1"}}"#;
+    for _ in 0..3 {
+        let (status, _, text) = post(
+            &server,
+            "/ofrep/v1/evaluate/flags/t-bool",
+            Some(&keys.client),
+            body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    // A missing flag is not counted.
+    post(
+        &server,
+        "/ofrep/v1/evaluate/flags/nope",
+        Some(&keys.client),
+        body,
+    )
+    .await;
+    let text = metrics().await;
+    assert!(
+        text.contains("# TYPE switchyard_flag_evaluations counter"),
+        "{text}"
+    );
+    assert_eq!(count(&text, "t-bool"), 3, "{text}");
+    assert_eq!(count(&text, "t-string"), 0, "{text}");
+    assert!(!text.contains("flag=\"nope\""), "{text}");
+
+    // A change compiles a new snapshot; counting goes on from 3.
+    server
+        .store
+        .create_flag(
+            ACTOR,
+            "demo",
+            serde_json::from_value(json!({"key": "t-new", "name": "new", "type": "boolean",
+                "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+                "environments": {"production": {"enabled": true, "off_variation": "off",
+                    "fallthrough": {"variation": "on"}}}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    server
+        .state
+        .snapshots
+        .reload_project("demo", None)
+        .await
+        .unwrap();
+    let (status, _, text) = post(
+        &server,
+        "/ofrep/v1/evaluate/flags",
+        Some(&keys.client),
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let text = metrics().await;
+    assert_eq!(count(&text, "t-bool"), 4, "{text}");
+    assert_eq!(count(&text, "t-string"), 1, "{text}");
+    assert_eq!(count(&text, "t-new"), 1, "{text}");
+    server.stop().await;
+}
