@@ -41,11 +41,18 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format)?;
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    // One thread needs no work stealing: a current-thread runtime serves
+    // it with less scheduling per task wake-up.
+    let mut rt = match args.threads {
+        Some(n) if n <= 1 => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     rt.enable_all();
-    if let Some(n) = args.threads {
-        rt.worker_threads(n.max(1));
-    }
     rt.build()
         .context("cannot start the async runtime")?
         .block_on(serve(args))

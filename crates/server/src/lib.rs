@@ -39,10 +39,7 @@ pub fn app(state: AppState) -> Router {
 
     let body_limit = state.config.body_limit;
     routes::router()
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
+        .layer(metrics::TrackLayer::new(state.metrics.clone()))
         // Extractors enforce the limit and answer a JSON 413 (extract.rs).
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(routes::ops::panic_response))

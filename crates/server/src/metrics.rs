@@ -4,8 +4,13 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,8 +18,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-
-use crate::state::AppState;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -144,24 +147,99 @@ impl Metrics {
     }
 }
 
-/// Records request count and latency per matched route.
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16();
-    let route = route.as_ref().map_or("unmatched", |m| m.as_str());
-    if status >= 500 {
-        tracing::warn!(%route, status, "request failed");
+/// Records request count and latency per matched route: a tower layer
+/// around every route. Unlike `axum::middleware::from_fn`, it neither
+/// clones the route's service nor boxes a future per request.
+#[derive(Debug, Clone)]
+pub struct TrackLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl TrackLayer {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        TrackLayer { metrics }
     }
-    state.metrics.observe_request(
-        method.as_str(),
-        route,
-        status,
-        start.elapsed().as_secs_f64(),
-    );
-    resp
+}
+
+impl<S> tower::Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Track<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> tower::Service<Request> for Track<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let start = Instant::now();
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let method = req.method().clone();
+        TrackFuture {
+            inner: self.inner.call(req),
+            start,
+            route,
+            method,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The route's future, timed.
+    pub struct TrackFuture<F> {
+        #[pin]
+        inner: F,
+        start: Instant,
+        route: Option<MatchedPath>,
+        method: Method,
+        metrics: Arc<Metrics>,
+    }
+}
+
+impl<F, E> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(resp) = &result {
+            let status = resp.status().as_u16();
+            let route = this.route.as_ref().map_or("unmatched", |m| m.as_str());
+            if status >= 500 {
+                tracing::warn!(%route, status, "request failed");
+            }
+            this.metrics.observe_request(
+                this.method.as_str(),
+                route,
+                status,
+                this.start.elapsed().as_secs_f64(),
+            );
+        }
+        Poll::Ready(result)
+    }
 }
 
 impl Metrics {
