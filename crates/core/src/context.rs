@@ -44,6 +44,9 @@ impl<'de> Deserialize<'de> for Context {
                     FxHashMap::with_capacity_and_hasher(capacity, Default::default());
                 while let Some((k, v)) = map.next_entry::<String, Value>()? {
                     attributes.insert(k, v);
+                    if attributes.len() > MAX_ATTRIBUTES {
+                        return Err(serde::de::Error::custom(ContextError::TooManyAttributes));
+                    }
                 }
                 Ok(Context { attributes })
             }
@@ -58,7 +61,14 @@ pub enum ContextError {
     NotAnObject,
     #[error("targetingKey must be a string")]
     TargetingKeyNotString,
+    #[error("a context holds at most {MAX_ATTRIBUTES} attributes")]
+    TooManyAttributes,
 }
+
+/// The most attributes a context may hold. Real contexts hold tens; the
+/// cap bounds the work a hostile request can cause in the attribute map
+/// (whose hasher is fast, not collision-resistant).
+pub const MAX_ATTRIBUTES: usize = 1000;
 
 impl Context {
     /// An empty context (no targeting key).
@@ -82,6 +92,9 @@ impl Context {
     }
 
     pub fn from_map(attributes: Map<String, Value>) -> Result<Self, ContextError> {
+        if attributes.len() > MAX_ATTRIBUTES {
+            return Err(ContextError::TooManyAttributes);
+        }
         match attributes.get(TARGETING_KEY) {
             None | Some(Value::Null) | Some(Value::String(_)) => Ok(Context {
                 attributes: attributes.into_iter().collect(),
@@ -181,6 +194,22 @@ mod tests {
             }
             assert_eq!(c.get("missing"), None);
         }
+    }
+
+    #[test]
+    fn a_context_over_the_attribute_cap_is_refused_both_ways() {
+        let many = |n: usize| {
+            let m: Map<String, Value> = (0..n).map(|i| (format!("a{i}"), json!(i))).collect();
+            Value::Object(m)
+        };
+        assert!(Context::from_value(many(MAX_ATTRIBUTES)).is_ok());
+        assert_eq!(
+            Context::from_value(many(MAX_ATTRIBUTES + 1)),
+            Err(ContextError::TooManyAttributes)
+        );
+        assert!(serde_json::from_value::<Context>(many(MAX_ATTRIBUTES)).is_ok());
+        let err = serde_json::from_value::<Context>(many(MAX_ATTRIBUTES + 1)).unwrap_err();
+        assert!(err.to_string().contains("at most 1000 attributes"), "{err}");
     }
 
     #[test]

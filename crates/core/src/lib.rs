@@ -22,7 +22,7 @@ pub mod model;
 
 pub use compile::{CompileError, Evaluator, compile};
 pub use condition::{parse_instant, parse_semver};
-pub use context::{Context, ContextError};
+pub use context::{Context, ContextError, MAX_ATTRIBUTES};
 pub use eval::{ErrorCode, Evaluation, Exposure, Reason};
 pub use model::ConfigDocument;
 

@@ -27,8 +27,10 @@ const CACHE_MAX: usize = 100_000;
 type CachedKey = (Arc<ApiKey>, Instant);
 
 /// Recently authenticated keys by secret. The map's hasher is foldhash
-/// with a per-process random seed: several times cheaper than SipHash on a
-/// 40-byte secret, and still not predictable from outside the process.
+/// with a per-process random seed, several times cheaper than SipHash on a
+/// 40-byte secret. foldhash does not claim resistance to a determined
+/// flooding attack, and needs none here: only secrets the store has
+/// verified are inserted, so a caller cannot choose the map's keys.
 #[derive(Debug, Default)]
 pub struct AuthCache {
     entries: RwLock<HashMap<Box<str>, CachedKey, foldhash::fast::RandomState>>,

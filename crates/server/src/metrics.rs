@@ -113,7 +113,8 @@ impl Metrics {
 
     /// The evaluation counters of an environment's flags, in the order of
     /// `flags`. A snapshot asks once and keeps them, so counting an
-    /// evaluation is one atomic add (no label lookup per request).
+    /// evaluation is one atomic add (no label lookup per request). Every
+    /// flag of the environment thus gets a series, at 0 until evaluated.
     pub fn evaluation_counters<'a>(
         &self,
         project: &str,
@@ -148,8 +149,9 @@ impl Metrics {
 }
 
 /// Records request count and latency per matched route: a tower layer
-/// around every route. Unlike `axum::middleware::from_fn`, it neither
-/// clones the route's service nor boxes a future per request.
+/// around every route. Unlike `axum::middleware::from_fn`, it adds no
+/// service clone and no boxed future of its own per request. Requests that
+/// panic are answered by the catch-panic layer outside it and not counted.
 #[derive(Debug, Clone)]
 pub struct TrackLayer {
     metrics: Arc<Metrics>,

@@ -655,3 +655,75 @@ async fn evaluations_are_counted_per_flag_across_config_changes() {
     assert_eq!(count(&text, "t-new"), 1, "{text}");
     server.stop().await;
 }
+
+/// Bodies that arrive in several chunks (no Content-Length) are read
+/// whole; over the limit they are refused with 413 while streaming; a
+/// context with more attributes than the cap is a 400 INVALID_CONTEXT.
+#[tokio::test]
+async fn chunked_bodies_are_read_whole_and_limited() {
+    let config = ServerConfig {
+        body_limit: 4096,
+        ..ServerConfig::default()
+    };
+    let server = start_with(Backend::Sqlite, config).await;
+    let keys = setup(&server).await;
+    let send_chunks = |chunks: Vec<String>| {
+        let url = format!("{}/ofrep/v1/evaluate/flags/t-string", server.url);
+        let key = keys.client.clone();
+        async move {
+            let stream = futures_util::stream::iter(
+                chunks
+                    .into_iter()
+                    .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::from(c))),
+            );
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(reqwest::Body::wrap_stream(stream))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (status, r.text().await.unwrap())
+        }
+    };
+    // The same context as one chunk and as three: the same answer.
+    let whole = r#"{"context": {"targetingKey": "u", "email": "ann@example.com"}}"#;
+    let (status, one) = send_chunks(vec![whole.to_string()]).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    let (a, rest) = whole.split_at(10);
+    let (b, c) = rest.split_at(25);
+    let (status, three) = send_chunks(vec![a.into(), b.into(), c.into()]).await;
+    assert_eq!(status, StatusCode::OK, "{three}");
+    assert_eq!(one, three);
+    assert_eq!(
+        serde_json::from_str::<Value>(&one).unwrap()["variant"],
+        "one-page"
+    );
+
+    // Over the limit in chunks of 1 KiB, with no length announced.
+    let (status, text) = send_chunks(vec!["x".repeat(1024); 8]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    let body: Value = serde_json::from_str(&text).expect("JSON error body");
+    assert_eq!(body["errorCode"], "PARSE_ERROR");
+
+    // Too many attributes (under the byte limit) is an invalid context.
+    let server_big = start(Backend::Sqlite).await;
+    let keys_big = setup(&server_big).await;
+    let attrs: serde_json::Map<String, Value> = (0..=switchyard_core::MAX_ATTRIBUTES)
+        .map(|i| (format!("a{i}"), json!(i)))
+        .collect();
+    let body = json!({"context": attrs}).to_string();
+    for path in [
+        "/ofrep/v1/evaluate/flags/t-string",
+        "/ofrep/v1/evaluate/flags",
+    ] {
+        let (status, _, text) = post(&server_big, path, Some(&keys_big.client), &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["errorCode"], "INVALID_CONTEXT", "{path}: {text}");
+    }
+    server_big.stop().await;
+    server.stop().await;
+}

@@ -210,8 +210,10 @@ fn parse_context(body: &[u8]) -> Result<Context, RequestError> {
         None | Some(Value::Null) => Ok(Context::new()),
         Some(context) => Context::from_value(context).map_err(|e| {
             let details = match e {
-                ContextError::NotAnObject => "context must be a JSON object",
-                ContextError::TargetingKeyNotString => "context.targetingKey must be a string",
+                ContextError::TargetingKeyNotString => {
+                    "context.targetingKey must be a string".to_string()
+                }
+                other => other.to_string(),
             };
             RequestError::new(OfrepCode::InvalidContext, details)
         }),
@@ -248,14 +250,16 @@ async fn evaluate_flag(
         Err(e) => return e.for_flag(&key),
     };
     let evaluator = &snapshot.evaluator;
-    let evaluation = match evaluator.index_of(&key) {
-        Some(i) => {
-            snapshot.evaluation_counters(&state.metrics)[i].inc();
-            evaluator.evaluate_at(i, &context)
-        }
+    let index = evaluator.index_of(&key);
+    let evaluation = match index {
+        Some(i) => evaluator.evaluate_at(i, &context),
         None => evaluator.evaluate(&key, &context),
     };
     if evaluation.reason != Reason::Error {
+        // Served evaluations are counted (as before); failures are not.
+        if let Some(i) = index {
+            snapshot.evaluation_counters(&state.metrics)[i].inc();
+        }
         log_exposure(&state, &snapshot, &context, &evaluation);
         return json_response(StatusCode::OK, &SuccessItem(&evaluation));
     }
