@@ -59,7 +59,9 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-/// Reading a context from JSON text, as the OFREP endpoints do per request.
+/// Reading a context from JSON, as the OFREP endpoints do per request: from
+/// bytes (serde_json checks each string is UTF-8), and from text checked
+/// once beforehand (what the server does).
 fn parse(c: &mut Criterion) {
     let text = br#"{"targetingKey": "user-48213", "email": "someone@customer.org", "country": "US", "age": 34, "app_version": "2.4.1", "plan": "pro"}"#;
     assert_eq!(
@@ -68,6 +70,12 @@ fn parse(c: &mut Criterion) {
     );
     c.bench_function("context/parse_6_attributes", |b| {
         b.iter(|| black_box(serde_json::from_slice::<Context>(black_box(text)).expect("parses")))
+    });
+    c.bench_function("context/parse_6_attributes_str", |b| {
+        b.iter(|| {
+            let t = std::str::from_utf8(black_box(text)).expect("utf-8");
+            black_box(serde_json::from_str::<Context>(t).expect("parses"))
+        })
     });
 }
 

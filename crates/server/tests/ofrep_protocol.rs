@@ -727,3 +727,33 @@ async fn chunked_bodies_are_read_whole_and_limited() {
     server_big.stop().await;
     server.stop().await;
 }
+
+/// JSON is UTF-8: a body that is not is a 400 PARSE_ERROR, for one flag
+/// and for all.
+#[tokio::test]
+async fn a_body_that_is_not_utf8_is_a_parse_error() {
+    let server = start(Backend::Sqlite).await;
+    let keys = setup(&server).await;
+    let body: &[u8] = b"{\"context\": {\"targetingKey\": \"u\xff\"}}";
+    for path in [
+        "/ofrep/v1/evaluate/flags/t-bool",
+        "/ofrep/v1/evaluate/flags",
+    ] {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", server.url))
+            .bearer_auth(&keys.client)
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["errorCode"], "PARSE_ERROR", "{path}: {v}");
+        assert!(
+            v["errorDetails"].as_str().unwrap().contains("UTF-8"),
+            "{path}: {v}"
+        );
+    }
+    server.stop().await;
+}

@@ -183,18 +183,28 @@ fn parse_context(body: &[u8]) -> Result<Context, RequestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Context::new());
     }
+    // JSON is UTF-8 (RFC 8259). Checking the whole body at once lets the
+    // parser take it as text, which is about a quarter faster than having
+    // it check every string it reads (`context/parse_6_attributes*` in
+    // `cargo bench -p switchyard-core --bench eval`).
+    let body = std::str::from_utf8(body).map_err(|e| {
+        RequestError::new(
+            OfrepCode::ParseError,
+            format!("request body is not UTF-8 text: {e}"),
+        )
+    })?;
     // Fast path: straight into the context's own map. Anything unusual
     // takes the slow path below, which says precisely what is wrong.
     #[derive(serde::Deserialize)]
     struct Request {
         context: Option<Context>,
     }
-    if let Ok(Request { context }) = serde_json::from_slice::<Request>(body)
+    if let Ok(Request { context }) = serde_json::from_str::<Request>(body)
         && let Ok(context) = context.unwrap_or_default().checked()
     {
         return Ok(context);
     }
-    let request: Value = serde_json::from_slice(body).map_err(|e| {
+    let request: Value = serde_json::from_str(body).map_err(|e| {
         RequestError::new(
             OfrepCode::ParseError,
             format!("request body is not valid JSON: {e}"),
