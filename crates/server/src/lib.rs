@@ -37,11 +37,9 @@ pub use state::{AppState, ServerConfig};
 pub fn app(state: AppState) -> Router {
     use tower_http::catch_panic::CatchPanicLayer;
 
-    let body_limit = state.config.body_limit;
-    routes::router()
+    // Extractors enforce the body limit and answer a JSON 413 (extract.rs).
+    routes::router(state.config.body_limit)
         .layer(metrics::TrackLayer::new(state.metrics.clone()))
-        // Extractors enforce the limit and answer a JSON 413 (extract.rs).
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(routes::ops::panic_response))
         .with_state(state)
 }

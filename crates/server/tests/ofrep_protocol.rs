@@ -757,3 +757,40 @@ async fn a_body_that_is_not_utf8_is_a_parse_error() {
     }
     server.stop().await;
 }
+
+/// The flag key is percent-decoded from the path; a key that is not UTF-8
+/// once decoded is a 400, never a 5xx.
+#[tokio::test]
+async fn a_percent_encoded_flag_key_is_decoded() {
+    let server = start(Backend::Sqlite).await;
+    let keys = setup(&server).await;
+    let body = r#"{"context": {"targetingKey": "u"}}"#;
+    let (status, _, plain) = post(
+        &server,
+        "/ofrep/v1/evaluate/flags/t-bool",
+        Some(&keys.client),
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{plain}");
+    let (status, _, encoded) = post(
+        &server,
+        "/ofrep/v1/evaluate/flags/t%2Dbool",
+        Some(&keys.client),
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{encoded}");
+    assert_eq!(plain, encoded);
+    let (status, _, text) = post(
+        &server,
+        "/ofrep/v1/evaluate/flags/t%FFbool",
+        Some(&keys.client),
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["errorCode"], "GENERAL", "{text}");
+    server.stop().await;
+}

@@ -10,11 +10,19 @@ pub mod ofrep;
 pub mod ops;
 pub mod sdk;
 
-pub fn router() -> Router<AppState> {
+/// `body_limit` applies to the routes that read a body through axum's
+/// extractors (the control API, event ingestion); OFREP reads its body
+/// itself, with the same limit, and the rest read none. Scoping it so
+/// spares the evaluation path a request extension.
+pub fn router(body_limit: usize) -> Router<AppState> {
+    use axum::extract::DefaultBodyLimit;
     Router::new()
         .merge(ops::router())
-        .nest("/api/v1", control::router())
-        .merge(events::router())
+        .nest(
+            "/api/v1",
+            control::router().layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .merge(events::router().layer(DefaultBodyLimit::max(body_limit)))
         .merge(ofrep::router())
         .merge(sdk::router())
         .fallback(ops::not_found)

@@ -26,8 +26,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -112,6 +111,36 @@ impl RequestError {
             details: &self.details,
         };
         json_response(self.status, &body)
+    }
+}
+
+/// The flag key of `POST /ofrep/v1/evaluate/flags/{key}`: the path's last
+/// segment, percent-decoded. Read from the request's URI (a reference-
+/// counted clone) rather than through axum's `Path`, which copies it.
+struct FlagKey(axum::http::Uri);
+
+impl<S: Send + Sync> FromRequestParts<S> for FlagKey {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(FlagKey(parts.uri.clone()))
+    }
+}
+
+impl FlagKey {
+    fn decode(&self) -> Result<std::borrow::Cow<'_, str>, RequestError> {
+        let raw = self.0.path().rsplit('/').next().unwrap_or_default();
+        if !raw.contains('%') {
+            return Ok(std::borrow::Cow::Borrowed(raw));
+        }
+        percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| {
+                RequestError::new(
+                    OfrepCode::General,
+                    "the flag key in the path is not UTF-8 once percent-decoded",
+                )
+            })
     }
 }
 
@@ -244,16 +273,16 @@ fn snapshot_for(state: &AppState, principal: &Principal) -> Result<Arc<Snapshot>
 async fn evaluate_flag(
     State(state): State<AppState>,
     principal: Principal,
-    key: Result<Path<String>, PathRejection>,
+    key: FlagKey,
     OfrepBody(body): OfrepBody,
 ) -> Response {
     let snapshot = match snapshot_for(&state, &principal) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let key = match key {
-        Ok(Path(k)) => k,
-        Err(r) => return RequestError::new(OfrepCode::General, r.body_text()).for_bulk(),
+    let key = match key.decode() {
+        Ok(k) => k,
+        Err(e) => return e.for_bulk(),
     };
     let context = match body.and_then(|b| parse_context(&b)) {
         Ok(c) => c,
