@@ -15,9 +15,9 @@
 #
 # Environment: DURATION (s, default 10), CONNECTIONS (10), ROUNDS (3),
 # SSE_CLIENTS (10000), PORT (18080), SERVER_CPU (0), LOAD_CPU (1),
-# CARGO_TARGET_DIR. Targets (BRIEF.md): single-flag OFREP >= 80 % of the
-# /healthz rate, p99 < 1 ms at 10 connections; 10k SSE clients; a change
-# reaches every client in < 1 s.
+# WRK_ROUNDS (0: no wrk cross-check), CARGO_TARGET_DIR. Targets (BRIEF.md):
+# single-flag OFREP >= 80 % of the /healthz rate, p99 < 1 ms at 10
+# connections; 10k SSE clients; a change reaches every client in < 1 s.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -120,6 +120,29 @@ for round in $(seq 1 "$ROUNDS"); do
         -H "Authorization: Bearer $SDK_KEY" --expect-status 200
 done
 
+# Cross-check with an independent generator: wrk (C, one thread, same
+# pinning and connections), /healthz then OFREP single, $WRK_ROUNDS rounds.
+# Skipped when WRK_ROUNDS=0; wrk must be installed otherwise.
+WRK_ROUNDS=${WRK_ROUNDS:-0}
+: >"$WORK/wrk.txt"
+if (( WRK_ROUNDS > 0 )); then
+    command -v wrk >/dev/null || { echo "WRK_ROUNDS needs wrk (apt-get install -y wrk)" >&2; exit 1; }
+    cat >"$WORK/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$CONTEXT'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $SDK_KEY"
+LUA
+    wrk_rps() { awk '/Requests\/sec/ {print $2}'; }
+    for round in $(seq 1 "$WRK_ROUNDS"); do
+        echo "== wrk round $round of $WRK_ROUNDS" >&2
+        h=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "$URL/healthz" | wrk_rps)
+        s=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$WORK/post.lua" \
+            "$URL/ofrep/v1/evaluate/flags/bench-flag-00" | wrk_rps)
+        echo "$h $s" >>"$WORK/wrk.txt"
+    done
+fi
+
 echo "== SSE: $SSE_CLIENTS concurrent clients, then one change through the API" >&2
 ETAG=$(curl -fsS -o /dev/null -D - "$URL/api/v1/projects/bench/flags/bench-flag-19" \
     -H "Authorization: Bearer $ADMIN" | awk -F': ' 'tolower($1) == "etag" {print $2}' | tr -d '\r')
@@ -160,3 +183,11 @@ jq -s -r --slurpfile sse "$WORK/sse.json" '
       "SSE: one change through the API reached \($sse.change.received) of \($sse.held) clients: p50 \($sse.change.latency.p50_ms | round) ms, p99 \($sse.change.latency.p99_ms | round) ms, max \($sse.change.latency.max_ms | round) ms (target < 1000 ms)"
      else empty end)
 ' "$WORK/http.jsonl"
+
+if [[ -s "$WORK/wrk.txt" ]]; then
+    echo
+    awk '{ printf "wrk round %d: healthz %d req/s, OFREP single %d req/s, single / healthz %.1f %%\n", NR, $1, $2, 100 * $2 / $1 }' "$WORK/wrk.txt"
+    n=$(wc -l <"$WORK/wrk.txt")
+    median=$(awk '{ print $2 / $1 }' "$WORK/wrk.txt" | sort -g | sed -n "$(( (n + 1) / 2 ))p")
+    awk -v m="$median" -v n="$n" 'BEGIN { printf "wrk median single / healthz over %d rounds: %.1f %%\n", n, 100 * m }'
+fi
