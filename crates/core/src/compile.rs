@@ -524,6 +524,18 @@ fn compile_flag(
         });
     }
     let fallthrough = serve("fallthrough", &f.fallthrough)?;
+    // OFREP (and OpenFeature's flag metadata) carry booleans, strings and
+    // numbers only.
+    for (name, value) in &f.metadata {
+        if !(value.is_boolean() || value.is_string() || value.is_number()) {
+            return Err(error(
+                K,
+                key,
+                format!("metadata.{name}"),
+                "must be a boolean, string or number",
+            ));
+        }
+    }
 
     Ok(CompiledFlag {
         key: f.key.clone(),

@@ -495,6 +495,12 @@ async fn bad_requests_get_a_4xx_naming_the_field_and_change_nothing() {
             ),
             (
                 flags,
+                json!({"key": "ok", "name": "X", "type": "boolean",
+                "variations": [{"key": "on", "value": true}], "metadata": {"team": ["a"]}}),
+                "metadata.team",
+            ),
+            (
+                flags,
                 json!({"name": "X", "type": "boolean", "variations": [{"key": "on", "value": true}]}),
                 "key",
             ),
@@ -950,6 +956,76 @@ async fn api_keys_show_their_secret_once_and_a_revoked_key_stops_working_at_once
             )
             .await;
         assert_eq!(r.status(), 422);
+        server.stop().await;
+    }
+}
+
+/// Flag metadata is stored with the flag, versioned like the rest of it,
+/// and returned with every evaluation (OFREP `metadata`).
+#[tokio::test]
+async fn flag_metadata_is_kept_and_returned_with_evaluations() {
+    for backend in BACKENDS {
+        let server = start(backend).await;
+        let api = Api::new(&server);
+        let mut flag = bool_flag("with-meta");
+        flag["metadata"] = json!({"owner": "web", "tier": 2, "beta": false});
+        let r = api.post("/projects/demo/flags", flag.clone()).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{backend:?}");
+        let tag = etag(&r);
+        let created: Value = r.json().await.unwrap();
+        assert_eq!(created["metadata"], flag["metadata"], "{backend:?}");
+
+        let r = api
+            .post(
+                "/api-keys",
+                json!({"name": "sdk", "kind": "server", "project": "demo", "environment": "production"}),
+            )
+            .await;
+        let sdk = r.json::<Value>().await.unwrap()["secret"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let evaluate = || async {
+            for _ in 0..100 {
+                let r = reqwest::Client::new()
+                    .post(format!("{}/ofrep/v1/evaluate/flags/with-meta", server.url))
+                    .bearer_auth(&sdk)
+                    .json(&json!({"context": {"targetingKey": "u"}}))
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == StatusCode::OK {
+                    return r.json::<Value>().await.unwrap();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            panic!("the flag never became evaluable");
+        };
+        assert_eq!(
+            evaluate().await["metadata"],
+            flag["metadata"],
+            "{backend:?}"
+        );
+
+        // A replacement without metadata clears it.
+        let r = api
+            .send(
+                Method::PUT,
+                "/projects/demo/flags/with-meta",
+                Some(&tag),
+                bool_flag("with-meta"),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{backend:?}");
+        let mut cleared = json!(null);
+        for _ in 0..100 {
+            cleared = evaluate().await;
+            if cleared["metadata"] == json!({}) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(cleared["metadata"], json!({}), "{backend:?}");
         server.stop().await;
     }
 }

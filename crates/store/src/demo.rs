@@ -53,6 +53,7 @@ fn flag(
         flag_type,
         variations: vars,
         tags: vec!["demo".into()],
+        metadata: Default::default(),
         archived: false,
         environments: everywhere(settings)?,
     })
@@ -189,6 +190,11 @@ pub(crate) async fn create(store: &dyn ConfigStore) -> Result<()> {
         flag_type: checkout.flag_type,
         variations: checkout.variations,
         tags: checkout.tags,
+        // Returned with every evaluation of the flag (OFREP `metadata`).
+        metadata: serde_json::Map::from_iter([
+            ("owner".to_string(), Value::from("growth-team")),
+            ("experiment".to_string(), Value::from("checkout-test")),
+        ]),
         archived: checkout.archived,
         environments: checkout.environments,
     };

@@ -33,7 +33,7 @@ pub(crate) fn build(environment: &str, revision: u64, parts: Parts) -> ConfigDoc
                 prerequisites: settings.prerequisites,
                 rules: settings.rules,
                 fallthrough: settings.fallthrough,
-                metadata: Default::default(),
+                metadata: f.metadata,
             }
         })
         .collect();

@@ -59,6 +59,10 @@ pub struct FlagDefinition {
     pub flag_type: FlagType,
     pub variations: Vec<Variation>,
     pub tags: Vec<String>,
+    /// Returned with every evaluation (OFREP `metadata`): booleans,
+    /// strings and numbers.
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Archived flags keep their definition but leave every document.
     pub archived: bool,
     /// Keyed by environment key; an environment missing here gets
@@ -125,6 +129,8 @@ pub struct FlagInput {
     pub variations: Vec<Variation>,
     #[serde(default)]
     pub tags: Vec<String>,
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub archived: bool,
     /// Environments not named here are off (on create) or keep their

@@ -106,7 +106,8 @@ impl SqlStore {
         }
         sqlx::query(
             "INSERT INTO flags (project, key, name, description, flag_type, variations, tags, \
-             archived, version, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9)",
+             archived, version, updated_at, metadata) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10)",
         )
         .bind(project)
         .bind(&input.key)
@@ -117,6 +118,7 @@ impl SqlStore {
         .bind(to_json(&input.tags)?)
         .bind(i64::from(input.archived))
         .bind(fmt_time(now()))
+        .bind(to_json(&input.metadata)?)
         .execute(w.conn())
         .await?;
         write_settings(&mut w, project, &input.key, &settings).await?;
@@ -160,8 +162,8 @@ impl SqlStore {
         check_version("flag", key, before.version, expected)?;
         sqlx::query(
             "UPDATE flags SET name = $1, description = $2, flag_type = $3, variations = $4, \
-             tags = $5, archived = $6, version = version + 1, updated_at = $7 \
-             WHERE project = $8 AND key = $9",
+             tags = $5, archived = $6, version = version + 1, updated_at = $7, metadata = $8 \
+             WHERE project = $9 AND key = $10",
         )
         .bind(&input.name)
         .bind(&input.description)
@@ -170,6 +172,7 @@ impl SqlStore {
         .bind(to_json(&input.tags)?)
         .bind(i64::from(input.archived))
         .bind(fmt_time(now()))
+        .bind(to_json(&input.metadata)?)
         .bind(project)
         .bind(key)
         .execute(w.conn())

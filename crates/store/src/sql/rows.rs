@@ -131,7 +131,7 @@ pub(crate) async fn flags(
 ) -> Result<Vec<FlagDefinition>> {
     let rows = sqlx::query(
         "SELECT project, key, name, description, flag_type, variations, tags, archived, version, \
-         updated_at FROM flags WHERE project = $1 AND ($2 IS NULL OR key = $2) ORDER BY key",
+         updated_at, metadata FROM flags WHERE project = $1 AND ($2 IS NULL OR key = $2) ORDER BY key",
     )
     .bind(project)
     .bind(key)
@@ -162,6 +162,7 @@ pub(crate) async fn flags(
                 flag_type: enum_value::<FlagType>(row, "flag_type")?,
                 variations: json(row, "variations")?,
                 tags: json(row, "tags")?,
+                metadata: json(row, "metadata")?,
                 archived: int(row, "archived")? != 0,
                 environments: by_flag.remove(&key).unwrap_or_default(),
                 version: int(row, "version")?,

@@ -54,6 +54,7 @@ pub fn bool_flag(key: &str) -> FlagInput {
             },
         ],
         tags: vec![],
+        metadata: Default::default(),
         archived: false,
         environments: BTreeMap::new(),
     }
@@ -143,6 +144,10 @@ pub async fn flags_are_created_read_updated_and_deleted_with_settings_per_enviro
     let mut update = input.clone();
     update.name = "Checkout".into();
     update.tags = vec!["payments".into()];
+    update.metadata = json!({"owner": "payments", "tier": 1, "beta": true})
+        .as_object()
+        .unwrap()
+        .clone();
     update.environments = BTreeMap::from([(
         "production".to_string(),
         settings(
@@ -156,6 +161,16 @@ pub async fn flags_are_created_read_updated_and_deleted_with_settings_per_enviro
     assert_eq!(updated.version, 2);
     assert_eq!(updated.name, "Checkout");
     assert_eq!(updated.tags, ["payments"]);
+    assert_eq!(updated.metadata["tier"], json!(1));
+    assert_eq!(store.get_flag("p", "checkout").await.unwrap(), updated);
+    // Metadata OFREP cannot carry (an object) is refused; nothing changes.
+    let mut bad = input.clone();
+    bad.metadata = json!({"nested": {"a": 1}}).as_object().unwrap().clone();
+    assert!(matches!(
+        store.update_flag(ACTOR, "p", "checkout", 2, bad).await,
+        Err(StoreError::Invalid(m)) if m.contains("metadata.nested")
+    ));
+    assert_eq!(store.get_flag("p", "checkout").await.unwrap(), updated);
     assert!(updated.environments["development"].enabled);
     assert_eq!(
         updated.environments["production"].fallthrough,

@@ -50,6 +50,8 @@ struct FlagBody {
     #[serde(default)]
     tags: Vec<String>,
     #[serde(default)]
+    metadata: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
     archived: bool,
     /// Environments named here get these settings; on create the others
     /// are off, on replace the others keep theirs.
@@ -68,6 +70,24 @@ impl FlagBody {
         for (i, tag) in self.tags.iter().enumerate() {
             check_name(&format!("tags[{i}]"), tag)?;
             check_len(&format!("tags[{i}]"), tag, 64)?;
+        }
+        if self.metadata.len() > 50 {
+            return Err(ApiError::invalid_field("metadata", "at most 50 entries"));
+        }
+        for (name, value) in &self.metadata {
+            let field = format!("metadata.{name}");
+            check_name(&field, name)?;
+            check_len(&field, name, 64)?;
+            match value {
+                serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {}
+                serde_json::Value::String(s) => check_len(&field, s, 1000)?,
+                _ => {
+                    return Err(ApiError::invalid_field(
+                        &field,
+                        format!("{field} must be a boolean, string or number"),
+                    ));
+                }
+            }
         }
         if self.variations.is_empty() {
             return Err(ApiError::invalid_field(
@@ -88,6 +108,7 @@ impl FlagBody {
             flag_type: self.flag_type,
             variations: self.variations,
             tags: self.tags,
+            metadata: self.metadata,
             archived: self.archived,
             environments: self.environments,
         })
@@ -225,6 +246,7 @@ async fn change_settings(
         flag_type: current.flag_type,
         variations: current.variations,
         tags: current.tags,
+        metadata: current.metadata,
         archived: current.archived,
         environments: BTreeMap::from([(env.to_string(), settings)]),
     };
