@@ -35,12 +35,18 @@ pub use state::{AppState, ServerConfig};
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
+    // Extractors enforce the body limit and answer a JSON 413 (extract.rs).
+    with_layers(routes::router(state.config.body_limit), state)
+}
+
+/// The layers every route gets. The metrics layer is outermost, so a
+/// request whose handler panicked is counted with its 500.
+fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     use tower_http::catch_panic::CatchPanicLayer;
 
-    // Extractors enforce the body limit and answer a JSON 413 (extract.rs).
-    routes::router(state.config.body_limit)
-        .layer(metrics::TrackLayer::new(state.metrics.clone()))
+    routes
         .layer(CatchPanicLayer::custom(routes::ops::panic_response))
+        .layer(metrics::TrackLayer::new(state.metrics.clone()))
         .with_state(state)
 }
 
@@ -68,4 +74,60 @@ pub async fn run(
         .await;
     let _ = refresher.await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panicking handler answers the JSON 500, the server goes on, and
+    /// the request is counted under its route with status 500.
+    #[tokio::test]
+    async fn a_panic_in_a_handler_is_a_counted_json_500() {
+        use axum::body::Body;
+        use axum::http::Request;
+        use tower::ServiceExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("config.db").display());
+        let store = switchyard_store::open(&url).await.unwrap();
+        let state = AppState::new(store, ServerConfig::default()).await.unwrap();
+        let routes = routes::router(1 << 20).route(
+            "/boom",
+            axum::routing::get(|| async {
+                if true {
+                    panic!("kaboom");
+                }
+                "unreachable"
+            }),
+        );
+        let app = with_layers(routes, state.clone());
+        let resp = app
+            .clone()
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 500);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"]["code"], "internal", "{json}");
+        assert!(
+            !json.to_string().contains("kaboom"),
+            "the panic text leaks: {json}"
+        );
+        let ok = app
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+        let metrics = state.metrics.encode();
+        assert!(
+            metrics.contains(
+                "switchyard_http_requests_total{method=\"GET\",route=\"/boom\",status=\"500\"} 1"
+            ),
+            "{metrics}"
+        );
+    }
 }

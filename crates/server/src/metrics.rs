@@ -150,8 +150,8 @@ impl Metrics {
 
 /// Records request count and latency per matched route: a tower layer
 /// around every route. Unlike `axum::middleware::from_fn`, it adds no
-/// service clone and no boxed future of its own per request. Requests that
-/// panic are answered by the catch-panic layer outside it and not counted.
+/// service clone and no boxed future of its own per request. It wraps the
+/// catch-panic layer, so a request whose handler panicked is counted (500).
 #[derive(Debug, Clone)]
 pub struct TrackLayer {
     metrics: Arc<Metrics>,
