@@ -140,7 +140,7 @@ impl Evaluator {
     /// Evaluates one flag for `ctx`.
     pub fn evaluate<'a>(&'a self, key: &'a str, ctx: &Context) -> Evaluation<'a> {
         match self.flag_index.get(key) {
-            Some(&i) => self.evaluate_index(i, ctx),
+            Some(&i) => self.evaluate_at(i, ctx),
             None => Evaluation {
                 key,
                 flag_type: None,
@@ -163,24 +163,19 @@ impl Evaluator {
         self.flag_index.get(key).copied()
     }
 
-    /// Evaluates the flag at `index` (document order, as given by
-    /// [`Evaluator::index_of`] or the position in [`Evaluator::flag_keys`]).
-    ///
-    /// # Panics
-    /// If `index` is not below [`Evaluator::len`].
-    #[inline]
-    pub fn evaluate_at(&self, index: usize, ctx: &Context) -> Evaluation<'_> {
-        self.evaluate_index(index, ctx)
-    }
-
     /// Evaluates every flag for `ctx`, in document order.
     pub fn evaluate_all<'a>(&'a self, ctx: &Context) -> Vec<Evaluation<'a>> {
         (0..self.flags.len())
-            .map(|i| self.evaluate_index(i, ctx))
+            .map(|i| self.evaluate_at(i, ctx))
             .collect()
     }
 
-    fn evaluate_index(&self, i: usize, ctx: &Context) -> Evaluation<'_> {
+    /// Evaluates the flag at `i` (document order, as given by
+    /// [`Evaluator::index_of`] or the position in [`Evaluator::flag_keys`]).
+    ///
+    /// # Panics
+    /// If `i` is not below [`Evaluator::len`].
+    pub fn evaluate_at(&self, i: usize, ctx: &Context) -> Evaluation<'_> {
         let f = &self.flags[i];
         let done =
             |variation: usize, reason: Reason, rule: Option<usize>, exposure: Option<usize>| {
@@ -246,7 +241,7 @@ impl Evaluator {
     }
 
     fn prerequisite_holds(&self, p: usize, wanted: &[usize], ctx: &Context) -> bool {
-        let e = self.evaluate_index(p, ctx);
+        let e = self.evaluate_at(p, ctx);
         let Some(variant) = e.variant else {
             return false;
         };

@@ -176,34 +176,28 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, RequestError> {
     if body.size_hint().lower() > limit as u64 {
         return Err(too_large());
     }
+    // The first frame is kept as it is; a second one starts a copy.
     let mut body = body;
-    let mut whole: Option<Bytes> = None;
-    let mut more: Option<Vec<u8>> = None;
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(unreadable)?.into_data() else {
             continue; // trailers
         };
-        let len = whole.as_ref().map_or(0, Bytes::len) + more.as_ref().map_or(0, Vec::len);
-        if len + data.len() > limit {
+        if first.as_ref().map_or(0, Bytes::len) + joined.len() + data.len() > limit {
             return Err(too_large());
         }
-        match (&mut whole, &mut more) {
-            (None, None) => whole = Some(data),
-            (Some(first), None) => {
-                let mut buf = Vec::with_capacity(first.len() + data.len());
-                buf.extend_from_slice(first);
-                buf.extend_from_slice(&data);
-                whole = None;
-                more = Some(buf);
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            earlier => {
+                if let Some(earlier) = earlier {
+                    joined.extend_from_slice(&earlier);
+                }
+                joined.extend_from_slice(&data);
             }
-            (_, Some(buf)) => buf.extend_from_slice(&data),
         }
     }
-    Ok(match (whole, more) {
-        (_, Some(buf)) => Bytes::from(buf),
-        (Some(first), None) => first,
-        (None, None) => Bytes::new(),
-    })
+    Ok(first.unwrap_or_else(|| Bytes::from(joined)))
 }
 
 /// Reads `{"context": {...}}`. An empty body is an empty context; a
