@@ -329,6 +329,12 @@ fn cmp_of(op: Operator) -> Cmp {
     }
 }
 
+/// Checks a condition that may not use segment operators; the message
+/// says what is wrong with its operand.
+pub(crate) fn check_condition(c: &Condition) -> Result<CompiledCondition, String> {
+    compile_condition(c, None).map_err(|(field, e)| format!("{field}: {}", e.0))
+}
+
 impl CompiledCondition {
     /// Whether the condition holds. Segment tests are delegated to
     /// `in_segment(segment_index, unit)`.

@@ -8,6 +8,8 @@
 //! - [`Evaluator::evaluate`] / [`Evaluator::evaluate_all`]: evaluation for
 //!   one [`Context`], returning borrowed [`Evaluation`]s.
 //! - [`bucket`]: the frozen bucketing function (murmur3 x86_32, seed 0).
+//! - [`metric`]: metric definitions (what an experiment measures) and the
+//!   filter that matches tracked events' attributes.
 //! - `condition`: compiled operators.
 //!
 //! The contract is `docs/evaluation.md`; the corpus `spec/eval/v1` proves it.
@@ -18,6 +20,7 @@ mod compile;
 mod condition;
 mod context;
 mod eval;
+pub mod metric;
 pub mod model;
 
 pub use compile::{CompileError, Evaluator, compile};
