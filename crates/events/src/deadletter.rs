@@ -7,6 +7,21 @@
 //! repeated after a crash is deduplicated) and a `replayed` marker is
 //! appended to the dead-letter log. The set of replayed ids is rebuilt at
 //! start by reading the log.
+//!
+//! What is kept, and so what a replay sees: the event's recognised fields
+//! as sent, a repeated field repeated (a replay rejects it again as
+//! `duplicate_field`). An event whose text is longer than
+//! [`MAX_STORED_EVENT`] is kept cut to that many bytes, as a JSON string,
+//! with `truncated` set to its full size; such a letter is listed like any
+//! other but never replayed (`still_rejected` with the code `truncated`).
+//!
+//! Listing is paged: one call reads at most [`SCAN_BUDGET`] bytes of the
+//! log and returns at most a page of letters (by count and by bytes), with
+//! the offset to continue from, so its memory and time are bounded however
+//! large the log is. Rendering cannot fail: a letter's event is kept as
+//! raw JSON text and written out as it is (never re-parsed, so no depth
+//! limit applies), and a stored record that is not a letter is listed as
+//! `unreadable` rather than skipped or failing the page.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -17,6 +32,15 @@ use serde_json::value::RawValue;
 use crate::record::{EncodedBatch, id_hash};
 use crate::schema::Rejection;
 use crate::stream::{EventStream, StreamError};
+
+/// Longest event text kept in a dead letter, in bytes; longer ones are cut.
+pub const MAX_STORED_EVENT: usize = 64 * 1024;
+/// Most log bytes one listing call reads.
+pub const SCAN_BUDGET: usize = 8 << 20;
+/// Most event bytes in one page of a listing (the first letter always fits).
+pub const PAGE_BYTES: usize = 4 << 20;
+/// Bytes asked for per read of the log while listing.
+const READ_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 // Externally tagged: an internally tagged enum buffers its content, and a
@@ -35,8 +59,12 @@ struct Letter {
     /// Position of the event in its batch.
     index: usize,
     reason: Rejection,
-    /// The event's recognised fields, as sent.
+    /// The event's recognised fields, as sent; a JSON string holding the
+    /// first bytes when `truncated` is set.
     event: Box<RawValue>,
+    /// Size in bytes of the event text before it was cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    truncated: Option<usize>,
 }
 
 /// One dead letter as the API lists it.
@@ -50,7 +78,20 @@ pub struct DeadLetter {
     pub index: usize,
     pub reason: Rejection,
     pub event: Box<RawValue>,
+    /// Set when only the first bytes of the event were kept: its full size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<usize>,
     pub replayed: bool,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Page {
+    pub dead_letters: Vec<DeadLetter>,
+    /// Where the next page starts (`from`); `None` once the end of the log
+    /// was reached. A page may hold fewer letters than asked for (even
+    /// none) and still have a `next`: the call stopped at its read budget.
+    pub next: Option<u64>,
 }
 
 /// Which dead letters to list or replay.
@@ -64,13 +105,9 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, id: u64, l: &Letter, replayed: bool) -> bool {
-        id >= self.from
-            && self.project.as_ref().is_none_or(|p| *p == l.project)
-            && self
-                .environment
-                .as_ref()
-                .is_none_or(|e| *e == l.environment)
+    fn matches(&self, project: &str, environment: &str, replayed: bool) -> bool {
+        self.project.as_ref().is_none_or(|p| p == project)
+            && self.environment.as_ref().is_none_or(|e| e == environment)
             && (self.include_replayed || !replayed)
     }
 }
@@ -92,6 +129,52 @@ pub struct NewLetter<'a> {
     pub event: &'a str,
 }
 
+/// `text` as a stored event: itself when it is JSON of at most
+/// [`MAX_STORED_EVENT`] bytes, else a JSON string of its first bytes (cut
+/// at a character boundary) and its full size.
+fn stored_event(text: &str) -> (Box<RawValue>, Option<usize>) {
+    if text.len() <= MAX_STORED_EVENT
+        && let Ok(raw) = RawValue::from_string(text.to_string())
+    {
+        return (raw, None);
+    }
+    let mut cut = text.len().min(MAX_STORED_EVENT);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let quoted = serde_json::to_string(&text[..cut]).unwrap_or_else(|_| "\"\"".into());
+    let raw = RawValue::from_string(quoted).unwrap_or_else(|_| null());
+    let truncated = (cut < text.len()).then_some(text.len());
+    (raw, truncated)
+}
+
+fn null() -> Box<RawValue> {
+    RawValue::NULL.to_owned()
+}
+
+/// How a stored record is listed: a letter, or `unreadable` when the bytes
+/// are not one (they are never skipped silently, and never fail a page).
+fn unreadable(id: u64, payload: &[u8]) -> DeadLetter {
+    DeadLetter {
+        id,
+        at: 0,
+        project: String::new(),
+        environment: String::new(),
+        index: 0,
+        reason: Rejection {
+            code: "unreadable".into(),
+            message: format!(
+                "this record of the dead-letter log ({} bytes) is not a dead letter",
+                payload.len()
+            ),
+            field: None,
+        },
+        event: null(),
+        truncated: None,
+        replayed: false,
+    }
+}
+
 impl DeadLetters {
     /// Reads the replay markers of `stream`.
     pub async fn open(stream: Arc<dyn EventStream>) -> Result<Self, StreamError> {
@@ -99,7 +182,18 @@ impl DeadLetters {
             stream,
             replayed: Mutex::new(HashSet::new()),
         };
-        store.scan(0, usize::MAX, |_, _| false).await.map(|_| store)
+        let (mut next, end) = store.stream.bounds();
+        while next < end {
+            let batch = store.stream.read(next, READ_BYTES).await?;
+            if batch.records.is_empty() {
+                break;
+            }
+            next = batch.next;
+            for rec in batch.records {
+                store.apply_marker(&rec.payload);
+            }
+        }
+        Ok(store)
     }
 
     pub fn stream(&self) -> &Arc<dyn EventStream> {
@@ -111,10 +205,7 @@ impl DeadLetters {
     pub fn encode(at: i64, letters: &[NewLetter<'_>]) -> EncodedBatch {
         let mut batch = EncodedBatch::default();
         for l in letters {
-            let event = RawValue::from_string(l.event.to_string()).or_else(|_| {
-                RawValue::from_string(serde_json::to_string(l.event).unwrap_or_default())
-            });
-            let Ok(event) = event else { continue };
+            let (event, truncated) = stored_event(l.event);
             let entry = Entry::Rejected(Letter {
                 at,
                 project: l.project.to_string(),
@@ -122,50 +213,38 @@ impl DeadLetters {
                 index: l.index,
                 reason: l.reason.clone(),
                 event,
+                truncated,
             });
-            if let Ok(json) = serde_json::to_vec(&entry) {
-                let key = format!("dead-letter:{}:{}", l.index, l.event);
-                batch.push_raw(&json, Some(id_hash(l.project, l.environment, &key)));
+            let key = format!("dead-letter:{}:{}", l.index, l.event);
+            let id = Some(id_hash(l.project, l.environment, &key));
+            // A letter is at most a few hundred KiB (the cut event, escaped)
+            // and always fits a record; should that ever change, say so.
+            let pushed = serde_json::to_vec(&entry).is_ok_and(|json| batch.push_raw(&json, id));
+            if !pushed {
+                tracing::error!(
+                    project = l.project,
+                    environment = l.environment,
+                    "a dead letter could not be encoded"
+                );
             }
         }
         batch
     }
 
-    /// Visits stored letters from `from` on; `f` returns `true` to stop.
-    /// Replay markers met on the way are applied.
-    async fn scan(
-        &self,
-        from: u64,
-        max: usize,
-        mut f: impl FnMut(u64, Letter) -> bool,
-    ) -> Result<u64, StreamError> {
-        let (_, end) = self.stream.bounds();
-        let mut next = from;
-        let mut seen = 0usize;
-        while next < end && seen < max {
-            let batch = self.stream.read(next, 1 << 20).await?;
-            if batch.records.is_empty() {
-                break;
-            }
-            next = batch.next;
-            for rec in batch.records {
-                match serde_json::from_slice::<Entry>(&rec.payload) {
-                    Ok(Entry::Rejected(l)) => {
-                        seen += 1;
-                        if f(rec.offset, l) {
-                            return Ok(next);
-                        }
-                    }
-                    Ok(Entry::Replayed { ids }) => {
-                        if let Ok(mut set) = self.replayed.lock() {
-                            set.extend(ids);
-                        }
-                    }
-                    Err(_) => {}
-                }
-            }
+    /// Applies a `replayed` marker; `false` if `payload` is not one.
+    fn apply_marker(&self, payload: &[u8]) -> bool {
+        if !payload.starts_with(b"{\"replayed\"") {
+            return false;
         }
-        Ok(next)
+        match serde_json::from_slice::<Entry>(payload) {
+            Ok(Entry::Replayed { ids }) => {
+                if let Ok(mut set) = self.replayed.lock() {
+                    set.extend(ids);
+                }
+                true
+            }
+            _ => false,
+        }
     }
 
     fn is_replayed(&self, id: u64) -> bool {
@@ -175,38 +254,70 @@ impl DeadLetters {
             .unwrap_or(false)
     }
 
-    /// Up to `limit` letters matching `filter`, oldest first.
-    pub async fn list(
-        &self,
-        filter: &Filter,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>, StreamError> {
-        let mut out = Vec::new();
-        let mut letters = Vec::new();
-        self.scan(filter.from, usize::MAX, |id, l| {
-            letters.push((id, l));
-            false
-        })
-        .await?;
-        for (id, l) in letters {
-            let replayed = self.is_replayed(id);
-            if filter.matches(id, &l, replayed) {
-                out.push(DeadLetter {
-                    id,
-                    at: l.at,
-                    project: l.project,
-                    environment: l.environment,
-                    index: l.index,
-                    reason: l.reason,
-                    event: l.event,
-                    replayed,
-                });
-                if out.len() >= limit {
-                    break;
+    /// Up to `limit` letters matching `filter`, oldest first, from
+    /// `filter.from`; see [`Page`] for where to continue.
+    pub async fn list(&self, filter: &Filter, limit: usize) -> Result<Page, StreamError> {
+        let limit = limit.max(1);
+        let (start, end) = self.stream.bounds();
+        let mut next = filter.from.max(start);
+        let mut page = Page::default();
+        let (mut scanned, mut page_bytes) = (0usize, 0usize);
+        while next < end {
+            if scanned >= SCAN_BUDGET {
+                page.next = Some(next);
+                return Ok(page);
+            }
+            let batch = self.stream.read(next, READ_BYTES).await?;
+            if batch.records.is_empty() {
+                break;
+            }
+            let mut records = batch.records.into_iter().peekable();
+            while let Some(rec) = records.next() {
+                scanned += rec.payload.len();
+                let Some(letter) = self.letter(rec.offset, &rec.payload) else {
+                    continue;
+                };
+                let replayed = letter.replayed;
+                if !filter.matches(&letter.project, &letter.environment, replayed) {
+                    continue;
+                }
+                let bytes = letter.event.get().len();
+                if !page.dead_letters.is_empty() && page_bytes + bytes > PAGE_BYTES {
+                    page.next = Some(rec.offset);
+                    return Ok(page);
+                }
+                page_bytes += bytes;
+                page.dead_letters.push(letter);
+                if page.dead_letters.len() >= limit {
+                    let after = records.peek().map_or(batch.next, |r| r.offset);
+                    page.next = (after < end).then_some(after);
+                    return Ok(page);
                 }
             }
+            next = batch.next;
         }
-        Ok(out)
+        Ok(page)
+    }
+
+    /// The letter stored at `id`; `None` for a replay marker.
+    fn letter(&self, id: u64, payload: &[u8]) -> Option<DeadLetter> {
+        if self.apply_marker(payload) {
+            return None;
+        }
+        let Ok(Entry::Rejected(l)) = serde_json::from_slice::<Entry>(payload) else {
+            return Some(unreadable(id, payload));
+        };
+        Some(DeadLetter {
+            id,
+            at: l.at,
+            project: l.project,
+            environment: l.environment,
+            index: l.index,
+            reason: l.reason,
+            event: l.event,
+            truncated: l.truncated,
+            replayed: self.is_replayed(id),
+        })
     }
 
     /// Records that `ids` were replayed, durably.

@@ -56,6 +56,18 @@ impl IdWindow {
         true
     }
 
+    /// Forgets ids just inserted (newest last in `ids`), as when the write
+    /// that carried them failed: a retry must not be taken for a repeat.
+    /// Ids evicted to make room for them stay forgotten.
+    pub fn undo(&mut self, ids: &[u64]) {
+        for id in ids.iter().rev() {
+            if self.order.back() == Some(id) {
+                self.order.pop_back();
+                self.set.remove(id);
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.order.len()
     }

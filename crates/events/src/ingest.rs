@@ -10,13 +10,16 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::deadletter::{DeadLetter, DeadLetters, Filter, NewLetter};
+use crate::deadletter::{DeadLetters, Filter, NewLetter, Page};
 use crate::exposure::{ExposureConfig, ExposureLogger};
 use crate::log::{EventLog, LogConfig};
 use crate::metrics::EventMetrics;
 use crate::record::EncodedBatch;
 use crate::schema::{BatchError, Limits, Rejection, parse_event, parse_json, parse_ndjson};
 use crate::stream::{EventStream, MemoryStream, StreamError};
+
+/// Dead letters re-validated per append during a replay.
+const REPLAY_PAGE: usize = 1000;
 
 /// Settings of [`Events`].
 #[derive(Debug, Clone)]
@@ -64,6 +67,10 @@ pub struct IngestReport {
     /// Events whose id was already stored.
     pub duplicates: usize,
     pub rejected: Vec<RejectedEvent>,
+    /// `false` when the accepted events are stored but the rejected ones
+    /// could not be kept in the dead-letter store (its disk is full): the
+    /// answer still lists each rejection with its reason.
+    pub dead_letters_stored: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -72,6 +79,9 @@ pub struct ReplayReport {
     pub replayed: usize,
     /// Dead letters still invalid, with today's reason.
     pub still_rejected: Vec<StillRejected>,
+    /// Where to continue (`from`) when `limit` letters were handled before
+    /// the end of the dead-letter log; `None` at the end.
+    pub next: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -176,6 +186,18 @@ impl Events {
         &self.metrics
     }
 
+    /// `Err(why)` while the event log or the dead-letter store cannot
+    /// write (a full disk); both recover by themselves.
+    pub fn health(&self) -> Result<(), String> {
+        self.stream
+            .health()
+            .map_err(|e| format!("event log: {e}"))?;
+        self.dead
+            .stream()
+            .health()
+            .map_err(|e| format!("dead-letter store: {e}"))
+    }
+
     /// Ingests one request body for `project`/`environment`.
     pub async fn ingest(
         &self,
@@ -189,8 +211,11 @@ impl Events {
         let max = self.limits.max_body_bytes;
         let inflated;
         let body = if gzip {
+            // Every member: `cat a.gz b.gz` is one valid gzip stream, and
+            // stopping after the first would acknowledge less than was sent.
+            // Bounded after decompression, so a bomb is a 413, not memory.
             let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
-            flate2::read::GzDecoder::new(body)
+            flate2::read::MultiGzDecoder::new(body)
                 .take(max as u64 + 1)
                 .read_to_end(&mut out)
                 .map_err(|e| IngestError::InvalidBody(format!("invalid gzip body: {e}")))?;
@@ -247,9 +272,21 @@ impl Events {
             },
             None => None,
         };
+        // The accepted events are durable now and cannot be taken back, so
+        // a dead-letter store that cannot write does not turn the answer
+        // into a 503 (the batch would be partly stored); the answer says so.
+        let mut dead_letters_stored = true;
         if !letters.is_empty() {
             let dl = DeadLetters::encode(now_ms, &letters);
-            self.dead.stream().append(dl).await?;
+            if let Err(e) = self.dead.stream().append(dl).await {
+                if appended.is_none() {
+                    return Err(e.into());
+                }
+                tracing::error!(error = %e, letters = letters.len(),
+                    "dead letters not stored; the events of their batch are");
+                self.metrics.dead_letters_lost.inc_by(letters.len() as u64);
+                dead_letters_stored = false;
+            }
         }
         let (accepted, duplicates) = appended.map_or((0, 0), |a| (a.written, a.duplicates.len()));
         self.metrics.accepted.inc_by(accepted as u64);
@@ -262,6 +299,7 @@ impl Events {
                 .into_iter()
                 .map(|(index, reason, _)| RejectedEvent { index, reason })
                 .collect(),
+            dead_letters_stored,
         })
     }
 
@@ -280,47 +318,70 @@ impl Events {
             .log(project, environment, unit, experiment, variation, at);
     }
 
-    pub async fn dead_letters(
-        &self,
-        filter: &Filter,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>, StreamError> {
+    /// One page of dead letters; see [`Page`].
+    pub async fn dead_letters(&self, filter: &Filter, limit: usize) -> Result<Page, StreamError> {
         self.dead.list(filter, limit).await
     }
 
     /// Re-validates up to `limit` dead letters matching `filter` with
-    /// today's rules and appends those that pass to the event log.
+    /// today's rules and appends those that pass to the event log, a page
+    /// at a time (memory is bounded by a page, not by `limit`). A letter
+    /// kept truncated is never replayed.
     pub async fn replay(
         &self,
         filter: &Filter,
         limit: usize,
         now_ms: i64,
     ) -> Result<ReplayReport, IngestError> {
-        let letters = self.dead.list(filter, limit).await?;
         let mut report = ReplayReport::default();
-        let mut batch = EncodedBatch::default();
-        let mut ids = Vec::new();
-        for l in &letters {
-            let raw = parse_event(l.event.get());
-            match raw.validate(&self.limits, now_ms) {
-                Ok(mut ev) => {
-                    let fallback = format!("dead-letter-{}", l.id);
-                    if ev.id.is_none() {
-                        ev.id = Some(fallback.as_str().into());
-                    }
-                    batch.push_event(&l.project, &l.environment, &ev);
-                    ids.push(l.id);
+        let mut filter = filter.clone();
+        filter.include_replayed = false;
+        let mut left = limit;
+        while left > 0 {
+            let page = self.dead.list(&filter, left.min(REPLAY_PAGE)).await?;
+            left -= page.dead_letters.len();
+            let mut batch = EncodedBatch::default();
+            let mut ids = Vec::new();
+            for l in &page.dead_letters {
+                if let Some(size) = l.truncated {
+                    report.still_rejected.push(StillRejected {
+                        id: l.id,
+                        reason: Rejection {
+                            code: "truncated".into(),
+                            message: format!(
+                                "only the first bytes of this {size}-byte event were kept; it cannot be replayed"
+                            ),
+                            field: None,
+                        },
+                    });
+                    continue;
                 }
-                Err(reason) => report
-                    .still_rejected
-                    .push(StillRejected { id: l.id, reason }),
+                let raw = parse_event(l.event.get());
+                match raw.validate(&self.limits, now_ms) {
+                    Ok(mut ev) => {
+                        let fallback = format!("dead-letter-{}", l.id);
+                        if ev.id.is_none() {
+                            ev.id = Some(fallback.as_str().into());
+                        }
+                        batch.push_event(&l.project, &l.environment, &ev);
+                        ids.push(l.id);
+                    }
+                    Err(reason) => report
+                        .still_rejected
+                        .push(StillRejected { id: l.id, reason }),
+                }
             }
-        }
-        if !batch.is_empty() {
-            let a = self.stream.append(batch).await?;
-            self.metrics.accepted.inc_by(a.written as u64);
-            report.replayed = ids.len();
-            self.dead.mark_replayed(ids).await?;
+            if !batch.is_empty() {
+                let a = self.stream.append(batch).await?;
+                self.metrics.accepted.inc_by(a.written as u64);
+                report.replayed += ids.len();
+                self.dead.mark_replayed(ids).await?;
+            }
+            report.next = page.next;
+            match page.next {
+                Some(n) => filter.from = n,
+                None => break,
+            }
         }
         Ok(report)
     }

@@ -62,7 +62,7 @@ pub mod schema;
 pub mod segment;
 pub mod stream;
 
-pub use deadletter::{DeadLetter, Filter as DeadLetterFilter};
+pub use deadletter::{DeadLetter, Filter as DeadLetterFilter, Page as DeadLetterPage};
 pub use exposure::ExposureConfig;
 pub use ingest::{
     BodyFormat, Events, EventsConfig, IngestError, IngestReport, RejectedEvent, ReplayReport,

@@ -4,10 +4,23 @@
 //! thread. It takes every request waiting (up to `max_group_bytes`), drops
 //! records whose id it has seen, writes the rest with one `write`, calls
 //! `sync_data` once, and only then answers each request. While it syncs,
-//! new requests queue: one fsync covers all of them. A failed write or
-//! fsync stops the log for good (after a failed fsync the page cache can no
-//! longer be trusted to match the disk); it answers 503 until restarted,
-//! and recovery then keeps what is really on disk.
+//! new requests queue: one fsync covers all of them.
+//!
+//! # When a write fails (a full disk)
+//! A failed write or fsync refuses the whole group (503) and cuts the
+//! active segment back to its last durable length, then fsyncs it: no
+//! record of a refused request stays in the file, where recovery would
+//! otherwise find it at the next start (events of a batch answered 503),
+//! and the ids of the refused records are forgotten, so that a retry is
+//! stored rather than taken for a duplicate. The log is then *unwritable*:
+//! [`EventStream::health`] reports it (the server's `/readyz` answers 503),
+//! appends are refused at once for a second, then tried again; while no
+//! request comes, the writer probes the directory (a small file written,
+//! synced and removed) every [`PROBE_EVERY`]. The first write or probe that
+//! succeeds makes the log writable again, with no restart. Only when the
+//! segment cannot be cut back (its state on disk is then unknown) does the
+//! log stop for good and answer 503 until restarted; recovery then keeps
+//! what is really on disk.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -46,7 +59,73 @@ pub struct LogConfig {
     /// When set, appends are refused while the slowest committed consumer is
     /// more than this many bytes behind.
     pub max_consumer_lag: Option<u64>,
+    /// A simulated size limit of the filesystem, for tests of a full disk:
+    /// segment and probe writes past it fail as `ENOSPC` would.
+    pub space: Option<Arc<SpaceLimit>>,
 }
+
+/// Free space as the log's writes see it, for tests: a write larger than
+/// what is left writes what fits and fails with `StorageFull`, like a
+/// full filesystem; cutting a file back gives the bytes back.
+#[derive(Debug)]
+pub struct SpaceLimit {
+    free: AtomicU64,
+}
+
+impl SpaceLimit {
+    pub fn new(free: u64) -> Arc<Self> {
+        Arc::new(SpaceLimit {
+            free: AtomicU64::new(free),
+        })
+    }
+
+    pub fn set_free(&self, bytes: u64) {
+        self.free.store(bytes, Ordering::Release);
+    }
+
+    pub fn free(&self) -> u64 {
+        self.free.load(Ordering::Acquire)
+    }
+
+    /// Takes up to `n` bytes; returns how many were granted.
+    fn take(&self, n: u64) -> u64 {
+        let mut granted = 0;
+        let _ = self
+            .free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                granted = free.min(n);
+                Some(free - granted)
+            });
+        granted
+    }
+
+    fn give_back(&self, n: u64) {
+        self.free.fetch_add(n, Ordering::AcqRel);
+    }
+}
+
+/// `file.write_all(buf)` under an optional [`SpaceLimit`].
+fn write_limited(file: &mut File, buf: &[u8], space: Option<&SpaceLimit>) -> io::Result<()> {
+    let Some(space) = space else {
+        return file.write_all(buf);
+    };
+    let granted = space.take(buf.len() as u64) as usize;
+    file.write_all(&buf[..granted])?;
+    if granted < buf.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            "no space left on device (simulated)",
+        ));
+    }
+    Ok(())
+}
+
+/// How often an unwritable log probes whether it can write again.
+pub const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// How long appends are refused outright after a failed write.
+const REFUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
+/// Bytes the probe writes and syncs.
+const PROBE_BYTES: usize = 64 * 1024;
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -58,6 +137,7 @@ impl Default for LogConfig {
             max_group_bytes: 16 << 20,
             dedup_ids: 4_000_000,
             max_consumer_lag: None,
+            space: None,
         }
     }
 }
@@ -72,8 +152,12 @@ struct Shared {
     durable_end: AtomicU64,
     start: AtomicU64,
     pending: AtomicUsize,
+    /// Stopped for good: the state on disk is unknown until a restart.
     failed: AtomicBool,
     failure: Mutex<String>,
+    /// The last write failed; since when. Cleared by a successful write or
+    /// probe.
+    unwritable: Mutex<Option<(String, Instant)>>,
     consumers: Mutex<ConsumerOffsets>,
     metrics: LogMetrics,
 }
@@ -148,6 +232,7 @@ impl EventLog {
             pending: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
             failure: Mutex::new(String::new()),
+            unwritable: Mutex::new(None),
             consumers: Mutex::new(consumers),
             config,
             metrics,
@@ -158,6 +243,7 @@ impl EventLog {
             base: last.base,
             size: end.pos,
             ids,
+            new_ids: Vec::new(),
             buf: Vec::new(),
             last_retention: Instant::now(),
         };
@@ -187,6 +273,11 @@ impl EventLog {
         let s = &self.shared;
         if s.failed.load(Ordering::Acquire) {
             return Err(StreamError::Unavailable(lock(&s.failure).clone()));
+        }
+        if let Some((why, since)) = lock(&s.unwritable).as_ref()
+            && since.elapsed() < REFUSE_AFTER_FAILURE
+        {
+            return Err(StreamError::Unavailable(why.clone()));
         }
         split_batch(&batch)?;
         if let Some(max) = s.config.max_consumer_lag
@@ -254,6 +345,34 @@ impl Shared {
         self.failed.store(true, Ordering::Release);
     }
 
+    /// A write failed but the segment is back to its durable state.
+    fn set_unwritable(&self, what: &str, e: &io::Error) -> String {
+        let msg = format!("{what}: {e}");
+        let mut u = lock(&self.unwritable);
+        if u.is_none() {
+            tracing::error!(dir = %self.dir.display(), error = %msg,
+                "event log cannot write; refusing appends until a write succeeds");
+        }
+        *u = Some((msg.clone(), Instant::now()));
+        msg
+    }
+
+    fn set_writable(&self) {
+        if lock(&self.unwritable).take().is_some() {
+            tracing::info!(dir = %self.dir.display(), "event log writes again");
+        }
+    }
+
+    fn health(&self) -> Result<(), String> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(lock(&self.failure).clone());
+        }
+        match lock(&self.unwritable).as_ref() {
+            Some((why, _)) => Err(why.clone()),
+            None => Ok(()),
+        }
+    }
+
     fn update_lag(&self) {
         let end = self.durable_end.load(Ordering::Acquire);
         let slowest = lock(&self.consumers).values().copied().min();
@@ -313,6 +432,8 @@ struct Writer {
     /// Bytes in the active segment.
     size: u64,
     ids: IdWindow,
+    /// Ids first seen in the group being written (undone if it fails).
+    new_ids: Vec<u64>,
     buf: Vec<u8>,
     last_retention: Instant,
 }
@@ -321,7 +442,13 @@ impl Writer {
     fn run(mut self, rx: Receiver<Request>) {
         let mut group = Vec::new();
         loop {
-            match rx.recv_timeout(Duration::from_secs(1)) {
+            let unwritable = lock(&self.shared.unwritable).is_some();
+            let wait = if unwritable {
+                PROBE_EVERY
+            } else {
+                Duration::from_secs(1)
+            };
+            match rx.recv_timeout(wait) {
                 Ok(first) => {
                     let mut bytes = first.batch.data.len();
                     group.push(first);
@@ -332,7 +459,11 @@ impl Writer {
                     }
                     self.commit(&mut group);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    if unwritable && !self.shared.failed.load(Ordering::Acquire) {
+                        self.probe();
+                    }
+                }
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             if self.last_retention.elapsed() > Duration::from_secs(10) {
@@ -371,10 +502,11 @@ impl Writer {
             && self.size + total > shared.config.segment_bytes
             && let Err(e) = self.roll()
         {
-            shared.fail("cannot start a new segment", &e);
-            return Err(lock(&shared.failure).clone());
+            // Nothing was written; the active segment is unchanged.
+            return Err(shared.set_unwritable("cannot start a new segment", &e));
         }
         self.buf.clear();
+        self.new_ids.clear();
         let mut pos = self.base + self.size;
         let mut results = Vec::with_capacity(group.len());
         for req in group {
@@ -384,11 +516,12 @@ impl Writer {
             for (i, m) in req.batch.records.iter().enumerate() {
                 let rec = &req.batch.data[at..at + m.len as usize];
                 at += m.len as usize;
-                if let Some(id) = m.id
-                    && !self.ids.insert(id)
-                {
-                    duplicates.push(i);
-                    continue;
+                if let Some(id) = m.id {
+                    if !self.ids.insert(id) {
+                        duplicates.push(i);
+                        continue;
+                    }
+                    self.new_ids.push(id);
                 }
                 self.buf.extend_from_slice(rec);
                 pos += u64::from(m.len);
@@ -402,24 +535,73 @@ impl Writer {
         }
         if !self.buf.is_empty() {
             let t = Instant::now();
-            if let Err(e) = self.file.write_all(&self.buf) {
-                shared.fail("write failed", &e);
-                return Err(lock(&shared.failure).clone());
-            }
-            if let Err(e) = self.file.sync_data() {
-                shared.fail("fsync failed", &e);
-                return Err(lock(&shared.failure).clone());
+            let space = shared.config.space.as_deref();
+            let written = write_limited(&mut self.file, &self.buf, space)
+                .map_err(|e| ("write failed", e))
+                .and_then(|()| self.file.sync_data().map_err(|e| ("fsync failed", e)));
+            if let Err((what, e)) = written {
+                return Err(self.undo_failed_write(what, &e));
             }
             shared.metrics.fsync.observe(t.elapsed().as_secs_f64());
             self.size += self.buf.len() as u64;
             shared.metrics.bytes.inc_by(self.buf.len() as i64);
             shared.durable_end.store(pos, Ordering::Release);
             shared.update_lag();
+            shared.set_writable();
         }
         if self.buf.capacity() > 4 * shared.config.max_group_bytes {
             self.buf = Vec::new();
         }
         Ok(results)
+    }
+
+    /// After a failed write or fsync: cuts the active segment back to its
+    /// durable length and syncs it, and forgets the group's ids. If that
+    /// fails too, the log stops for good.
+    fn undo_failed_write(&mut self, what: &str, e: &io::Error) -> String {
+        let shared = self.shared.clone();
+        self.ids.undo(&self.new_ids);
+        let len = self.file.metadata().map(|m| m.len());
+        let cut = self
+            .file
+            .set_len(self.size)
+            .and_then(|()| self.file.sync_all());
+        match cut {
+            Ok(()) => {
+                if let (Some(space), Ok(len)) = (&shared.config.space, len) {
+                    space.give_back(len.saturating_sub(self.size));
+                }
+                shared.set_unwritable(what, e)
+            }
+            Err(cut_err) => {
+                shared.fail(
+                    &format!("{what}: {e}; and cutting the segment back failed"),
+                    &cut_err,
+                );
+                lock(&shared.failure).clone()
+            }
+        }
+    }
+
+    /// Writes, syncs and removes a small file: can the log write again?
+    fn probe(&mut self) {
+        let path = self.shared.dir.join("PROBE");
+        let space = self.shared.config.space.clone();
+        let result = File::create(&path).and_then(|mut f| {
+            let r = write_limited(&mut f, &[0u8; PROBE_BYTES], space.as_deref())
+                .and_then(|()| f.sync_data());
+            if let Some(space) = &space {
+                space.give_back(f.metadata().map_or(0, |m| m.len()));
+            }
+            r
+        });
+        let _ = std::fs::remove_file(&path);
+        match result {
+            Ok(()) => self.shared.set_writable(),
+            Err(e) => {
+                self.shared.set_unwritable("the probe write failed", &e);
+            }
+        }
     }
 
     /// Closes the active segment and starts the next one.
@@ -524,6 +706,10 @@ impl EventStream for EventLog {
             self.shared.start.load(Ordering::Acquire),
             self.shared.durable_end.load(Ordering::Acquire),
         )
+    }
+
+    fn health(&self) -> Result<(), String> {
+        self.shared.health()
     }
 }
 

@@ -38,6 +38,9 @@ pub struct EventMetrics {
     pub exposures_logged: Counter,
     pub exposures_deduplicated: Counter,
     pub exposures_dropped: Counter,
+    /// Rejected events of accepted batches that the dead-letter store
+    /// could not keep (it could not write).
+    pub dead_letters_lost: Counter,
     pub log: LogMetrics,
     pub dead_letter_log: LogMetrics,
 }
@@ -60,6 +63,7 @@ impl EventMetrics {
             exposures_logged: Counter::default(),
             exposures_deduplicated: Counter::default(),
             exposures_dropped: Counter::default(),
+            dead_letters_lost: Counter::default(),
             log: LogMetrics::default(),
             dead_letter_log: LogMetrics::default(),
         };
@@ -94,6 +98,11 @@ impl EventMetrics {
             "exposures_dropped",
             "Exposures from server-side evaluation dropped (queue full or log failure)",
             m.exposures_dropped.clone(),
+        );
+        r.register(
+            "dead_letters_lost",
+            "Rejected events of stored batches not kept because the dead-letter store could not write",
+            m.dead_letters_lost.clone(),
         );
         r.register(
             "log_bytes",

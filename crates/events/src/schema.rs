@@ -55,6 +55,10 @@ pub const MAX_UNIT: usize = 1024;
 pub const MAX_FUTURE_MS: i64 = 24 * 3600 * 1000;
 /// 2000-01-01T00:00:00Z: older times are surely wrong.
 pub const MIN_TIME_MS: i64 = 946_684_800_000;
+/// Deepest nesting of arrays and objects in `attributes` (the object itself
+/// is depth 1). Whoever reads stored events (the aggregator, export
+/// clients, serde_json's own 128-level limit) can then parse them.
+pub const MAX_ATTRIBUTE_DEPTH: usize = 32;
 
 /// A validated event, borrowing from the request body where it can.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +129,10 @@ pub struct RawEvent<'a> {
     attributes: Option<&'a RawValue>,
     /// Set when the element is not an object or repeats a field.
     problem: Option<Rejection>,
+    /// Later occurrences of a repeated field, kept so that the stored copy
+    /// of a rejected event is the event as sent (and a replay sees the
+    /// same repetition).
+    repeated: Vec<(usize, &'a RawValue)>,
     /// The text of an NDJSON line that is not JSON.
     source: Option<&'a str>,
 }
@@ -190,6 +198,12 @@ impl<'a> RawEvent<'a> {
                 out.push_str("\":");
                 out.push_str(raw.get());
             }
+        }
+        for (i, raw) in &self.repeated {
+            out.push_str(",\"");
+            out.push_str(FIELDS[*i]);
+            out.push_str("\":");
+            out.push_str(raw.get());
         }
         out.push('}');
         out
@@ -259,7 +273,18 @@ impl<'a> RawEvent<'a> {
                 let attributes = match self.attributes {
                     None => None,
                     Some(raw) if raw.get() == "null" => None,
-                    Some(raw) if raw.get().starts_with('{') => Some(raw.get()),
+                    Some(raw) if raw.get().starts_with('{') => {
+                        if nesting_depth(raw.get()) > MAX_ATTRIBUTE_DEPTH {
+                            return Err(Rejection::new(
+                                "too_deep",
+                                Some("attributes"),
+                                format!(
+                                    "attributes may nest at most {MAX_ATTRIBUTE_DEPTH} levels of objects and arrays"
+                                ),
+                            ));
+                        }
+                        Some(raw.get())
+                    }
                     Some(_) => {
                         return Err(Rejection::new(
                             "invalid_type",
@@ -289,6 +314,33 @@ impl<'a> RawEvent<'a> {
             kind,
         })
     }
+}
+
+/// The deepest nesting of arrays and objects in valid JSON text.
+pub fn nesting_depth(json: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let (mut in_str, mut escaped) = (false, false);
+    for b in json.bytes() {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// A JSON string's value: a slice of the input when it has no escapes.
@@ -504,14 +556,22 @@ impl<'de> Visitor<'de> for ElementSeed {
                 Some(i) => {
                     let raw: &'de RawValue = map.next_value()?;
                     let slot = ev.slot_mut(i);
-                    if slot.is_some() && ev.problem.is_none() {
+                    if slot.is_none() {
+                        *slot = Some(raw);
+                        continue;
+                    }
+                    if ev.problem.is_none() {
                         ev.problem = Some(Rejection::new(
                             "duplicate_field",
                             Some(FIELDS[i]),
                             format!("{} appears twice", FIELDS[i]),
                         ));
                     }
-                    *ev.slot_mut(i) = Some(raw);
+                    // A few repeats show the problem; more would only let
+                    // one element hold a list as long as the body.
+                    if ev.repeated.len() < 16 {
+                        ev.repeated.push((i, raw));
+                    }
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;

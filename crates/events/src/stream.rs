@@ -75,6 +75,12 @@ pub trait EventStream: Send + Sync + std::fmt::Debug {
 
     /// The first retained offset and the end of the durable records.
     fn bounds(&self) -> (u64, u64);
+
+    /// `Err(why)` while the stream cannot accept appends (a full disk, a
+    /// failed write); readiness checks report it.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// An in-memory stream for unit tests: offsets are record indices.

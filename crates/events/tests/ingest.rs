@@ -48,7 +48,8 @@ async fn a_batch_is_accepted_but_for_its_bad_events_which_become_dead_letters() 
     let dl = events
         .dead_letters(&DeadLetterFilter::default(), 100)
         .await
-        .unwrap();
+        .unwrap()
+        .dead_letters;
     assert_eq!(dl.len(), 1);
     assert_eq!(dl[0].event.get(), r#"{"type":"track","unit":"u"}"#);
     assert_eq!(read_events(&events).await.len(), 1);
@@ -79,7 +80,15 @@ async fn dead_letters_survive_a_restart_and_replay_once() {
         .await
         .unwrap();
     let all = DeadLetterFilter::default();
-    assert_eq!(events.dead_letters(&all, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        events
+            .dead_letters(&all, 10)
+            .await
+            .unwrap()
+            .dead_letters
+            .len(),
+        2
+    );
     let report = events.replay(&all, 100, NOW).await.unwrap();
     assert_eq!(report.replayed, 1);
     assert_eq!(report.still_rejected.len(), 1);
@@ -90,7 +99,15 @@ async fn dead_letters_survive_a_restart_and_replay_once() {
     let events = Events::open(dir.path(), EventsConfig::default())
         .await
         .unwrap();
-    assert_eq!(events.dead_letters(&all, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        events
+            .dead_letters(&all, 10)
+            .await
+            .unwrap()
+            .dead_letters
+            .len(),
+        1
+    );
     assert_eq!(read_events(&events).await.len(), 1);
 }
 

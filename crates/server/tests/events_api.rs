@@ -326,3 +326,209 @@ async fn an_overloaded_log_answers_429_with_retry_after() {
     let _ = task.await;
     server.stop().await;
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap()
+}
+
+#[tokio::test]
+async fn a_gzip_body_of_several_members_is_read_to_its_last_member() {
+    let server = common::start(Backend::Sqlite).await;
+    let key = sdk_key(&server, ApiKeyKind::Client, "production").await;
+    // What `cat a.gz b.gz` sends: one gzip stream of two members.
+    let mut body = gzip(b"{\"type\":\"track\",\"id\":\"a\",\"unit\":\"u\",\"name\":\"n\"}\n");
+    body.extend(gzip(
+        b"{\"type\":\"track\",\"id\":\"b\",\"unit\":\"u\",\"name\":\"n\"}\n",
+    ));
+    let (status, _, report) = post(&server, &key, "application/x-ndjson", true, body).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["accepted"], 2, "{report}");
+    assert_eq!(stored_events(&server).await.len(), 2);
+
+    // Members that together inflate past the 16 MiB limit: a 413, whatever
+    // each member alone inflates to.
+    let member = gzip(&vec![b' '; 8 << 20]);
+    let bomb = [member.clone(), member.clone(), member].concat();
+    assert!(bomb.len() < 100_000);
+    let (status, _, err) = post(&server, &key, "application/json", true, bomb).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    // Bytes after the last member that are not gzip: a 400, nothing stored.
+    let mut trailing = gzip(b"{\"type\":\"track\",\"id\":\"c\",\"unit\":\"u\",\"name\":\"n\"}\n");
+    trailing.extend(b"garbage");
+    let (status, _, _) = post(&server, &key, "application/x-ndjson", true, trailing).await;
+    assert_eq!(status, 400);
+    assert_eq!(stored_events(&server).await.len(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_deeply_nested_rejected_event_from_a_client_key_does_not_break_the_dead_letter_listing() {
+    let server = common::start(Backend::Sqlite).await;
+    let key = sdk_key(&server, ApiKeyKind::Client, "production").await;
+    let server_key = sdk_key(&server, ApiKeyKind::Server, "production").await;
+    let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
+    let body = format!(r#"[{{"type":"track","unit":"u","attributes":{{"a":{deep}}}}}]"#);
+    let (status, _, report) = post(&server, &key, "application/json", false, body.into()).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["rejected"][0]["code"], "missing_field");
+    for k in [&server_key, &server.admin_key] {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/api/v1/events/dead-letters", server.url))
+            .bearer_auth(k)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(&deep), "the event is listed as it was sent");
+    }
+    // A valid event nested that deep is refused at validation.
+    let body = format!(r#"[{{"type":"track","unit":"u","name":"n","attributes":{{"a":{deep}}}}}]"#);
+    let (_, _, report) = post(&server, &key, "application/json", false, body.into()).await;
+    assert_eq!(report["accepted"], 0);
+    assert_eq!(report["rejected"][0]["code"], "too_deep");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_page_by_page_following_next() {
+    let server = common::start(Backend::Sqlite).await;
+    let key = sdk_key(&server, ApiKeyKind::Server, "production").await;
+    for i in 0..5 {
+        let bad = json!([{"type": "track", "unit": format!("u{i}")}]).to_string();
+        post(&server, &key, "application/json", false, bad.into_bytes()).await;
+    }
+    let mut units = Vec::new();
+    let mut path = "/api/v1/events/dead-letters?limit=2".to_string();
+    for _ in 0..3 {
+        let (s, page) = get(&server, &key, &path).await;
+        assert_eq!(s, 200, "{page}");
+        for l in page["dead_letters"].as_array().unwrap() {
+            units.push(l["event"]["unit"].as_str().unwrap().to_string());
+        }
+        match page["next"].as_u64() {
+            Some(n) => path = format!("/api/v1/events/dead-letters?limit=2&from={n}"),
+            None => break,
+        }
+    }
+    assert_eq!(units, ["u0", "u1", "u2", "u3", "u4"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn replay_accepts_an_empty_body() {
+    let server = common::start(Backend::Sqlite).await;
+    let key = sdk_key(&server, ApiKeyKind::Server, "production").await;
+    let bad = json!([{"type": "track", "unit": "u", "name": "n", "time": 5}]).to_string();
+    post(&server, &key, "application/json", false, bad.into_bytes()).await;
+    let url = format!("{}/api/v1/events/dead-letters/replay", server.url);
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&server.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let report: Value = resp.json().await.unwrap();
+    assert_eq!(
+        report["still_rejected"][0]["reason"]["code"],
+        "invalid_time"
+    );
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&server.admin_key)
+        .header("content-type", "application/json")
+        .body("{\"nope\": 1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400, "a body, when sent, is checked");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_503_makes_readyz_not_ready_and_both_recover_without_a_restart() {
+    use switchyard_events::log::SpaceLimit;
+    let server = common::start(Backend::Sqlite).await;
+    let key = sdk_key(&server, ApiKeyKind::Server, "production").await;
+    let dir = tempfile::tempdir().unwrap();
+    let space = SpaceLimit::new(u64::MAX / 2);
+    let defaults = switchyard_events::EventsConfig::default();
+    let config = switchyard_events::EventsConfig {
+        log: switchyard_events::LogConfig {
+            space: Some(space.clone()),
+            ..defaults.log.clone()
+        },
+        ..defaults
+    };
+    let events = switchyard_events::Events::open(dir.path(), config)
+        .await
+        .unwrap();
+    let state = server
+        .state
+        .clone()
+        .with_events(std::sync::Arc::new(events));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(switchyard_server::run(listener, state, async move {
+        let _ = rx.await;
+    }));
+    let client = reqwest::Client::new();
+    let body: String = json!(
+        (0..20)
+            .map(|i| json!({"type": "track", "id": format!("e{i}"), "unit": "u", "name": "n"}))
+            .collect::<Vec<_>>()
+    )
+    .to_string();
+    let send = || {
+        client
+            .post(format!("{url}/api/v1/events"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+    };
+    let ready = || client.get(format!("{url}/readyz")).send();
+    assert_eq!(ready().await.unwrap().status().as_u16(), 200);
+
+    space.set_free(300);
+    let resp = send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "unavailable");
+    assert!(
+        !err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("simulated"),
+        "the disk's error stays in the log: {err}"
+    );
+    assert_eq!(ready().await.unwrap().status().as_u16(), 503);
+
+    space.set_free(u64::MAX / 2);
+    let t = std::time::Instant::now();
+    while ready().await.unwrap().status().as_u16() != 200 {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "still not ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let resp = send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let report: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (report["accepted"].as_u64(), report["duplicates"].as_u64()),
+        (Some(20), Some(0))
+    );
+    let _ = tx.send(());
+    let _ = task.await;
+    server.stop().await;
+}

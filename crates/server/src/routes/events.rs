@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -72,7 +72,20 @@ fn ingest_error(e: IngestError) -> Response {
             *resp.body_mut() = axum::body::Body::from(body.to_string());
             resp
         }
-        IngestError::Unavailable(m) => ApiError::Unavailable(m).into_response(),
+        IngestError::Unavailable(detail) => {
+            // The detail (a disk's error) is for the log; the client learns
+            // that nothing of the batch was stored and when to retry.
+            tracing::warn!(%detail, "events refused: event storage cannot write");
+            let mut resp = ApiError::Unavailable(
+                "event storage cannot write at the moment; nothing of this batch was stored, \
+                 retry after the delay in Retry-After"
+                    .into(),
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            resp
+        }
     }
 }
 
@@ -196,12 +209,13 @@ async fn list_dead_letters(
     filter.from = q.from;
     filter.include_replayed = q.include_replayed;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIST);
-    let letters = events(&state)?
+    // Serialised as it is (no `serde_json::Value` in between): a stored
+    // event is raw JSON text and is written out without being parsed again.
+    let page = events(&state)?
         .dead_letters(&filter, limit)
         .await
         .map_err(stream_error)?;
-    let next = letters.last().map(|l| l.id + 1);
-    Ok(Json(json!({"dead_letters": letters, "next": next})).into_response())
+    Ok(Json(page).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,11 +228,37 @@ struct ReplayRequest {
     limit: Option<usize>,
 }
 
+/// The replay body is optional: no body (or only white space) replays
+/// everything the key may replay.
 async fn replay(
     State(state): State<AppState>,
     principal: Principal,
-    ApiJson(req): ApiJson<ReplayRequest>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::bad_request(r.body_text())
+        }
+    })?;
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayRequest::default()
+    } else {
+        let request = axum::http::Request::builder()
+            .header(
+                header::CONTENT_TYPE,
+                headers
+                    .get(header::CONTENT_TYPE)
+                    .cloned()
+                    .unwrap_or(header::HeaderValue::from_static("")),
+            )
+            .body(axum::body::Body::from(body))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let ApiJson(req) = ApiJson::<ReplayRequest>::from_request(request, &()).await?;
+        req
+    };
     let mut filter = scoped_filter(&principal, Role::Editor, req.project, req.environment)?;
     filter.from = req.from;
     let limit = req.limit.unwrap_or(10_000).clamp(1, 100_000);

@@ -24,8 +24,13 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the config store answers and snapshots are loaded.
+/// Readiness: the config store answers and snapshots are loaded, and the
+/// event log can write (not so while its disk is full).
 async fn readyz(State(state): State<AppState>) -> Response {
+    if let Some(Err(e)) = state.events.as_ref().map(|ev| ev.health()) {
+        tracing::warn!(error = %e, "readiness check failed");
+        return ApiError::Unavailable("event storage cannot write".into()).into_response();
+    }
     match state.store.organisation().await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
