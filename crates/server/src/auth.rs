@@ -1,75 +1,227 @@
 //! API key authentication and access checks.
 //!
 //! A request names its key in `Authorization: Bearer <secret>` (or
-//! `X-API-Key`). Keys are looked up in a small in-process cache first
-//! (entries live [`CACHE_TTL`], so a revocation made on another node takes
-//! effect within that time; one made on this node is immediate), then in
-//! the store, which keeps only the SHA-256 of each secret. The cache is
-//! keyed by the secret itself (the process holds it anyway while serving
-//! the request) so that a hit costs one hash-map lookup, not a SHA-256.
-//! Secrets are never logged.
+//! `X-API-Key`). Every node keeps the live keys in memory, in a [`KeyRing`]
+//! indexed by the SHA-256 of their secret (what the store keeps), so that
+//! authentication never waits on the store: evaluation, streams and event
+//! ingestion go on serving while the database is unreachable. The ring is
+//! re-read when the store announces a key change (this node's writes, and
+//! on PostgreSQL every node's through `NOTIFY`), after an environment or
+//! project is deleted (their keys go with them), and every
+//! [`KEY_REFRESH`] as a safety net for missed notifications. A revocation
+//! therefore takes effect on every node within moments, and within
+//! `KEY_REFRESH` at worst.
+//!
+//! In front of the ring, a cache keyed by the secret itself (the process
+//! holds it anyway while serving the request) makes a repeated key cost one
+//! hash-map lookup, not a SHA-256. Its entries are valid for the ring
+//! generation they were made under only: any change of the ring voids them.
+//!
+//! A well-formed secret that the ring does not know may belong to a key
+//! created a moment ago elsewhere (another node, `switchyard admin-key`);
+//! it is looked up in the store and, if live, accepted without being cached
+//! (the ring learns of it at its next refresh). Malformed secrets are
+//! refused without a lookup. Secrets are never logged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use switchyard_store::{ApiKey, ApiKeyKind, ConfigStore, Role};
+use switchyard_store::{ApiKey, ApiKeyKind, ConfigStore, Role, StoreError};
+use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub const CACHE_TTL: Duration = Duration::from_secs(5);
+/// How often every node re-reads the live keys even without a notification.
+pub const KEY_REFRESH: Duration = Duration::from_secs(5);
 const CACHE_MAX: usize = 100_000;
 
-/// A key and when it was read from the store.
-type CachedKey = (Arc<ApiKey>, Instant);
-
-/// Recently authenticated keys by secret. The map's hasher is foldhash
-/// with a per-process random seed, several times cheaper than SipHash on a
-/// 40-byte secret. foldhash does not claim resistance to a determined
-/// flooding attack, and needs none here: only secrets the store has
-/// verified are inserted, so a caller cannot choose the map's keys.
+/// The live keys at one moment.
 #[derive(Debug, Default)]
-pub struct AuthCache {
-    entries: RwLock<HashMap<Box<str>, CachedKey, foldhash::fast::RandomState>>,
+pub struct KeyRing {
+    /// Grows with every change of the set; cache entries name the
+    /// generation they were made under.
+    generation: u64,
+    /// By SHA-256 of the secret (lowercase hex).
+    by_hash: HashMap<Box<str>, Arc<ApiKey>>,
+    /// Ids of the live keys.
+    ids: HashSet<Box<str>>,
 }
 
-impl AuthCache {
-    pub async fn authenticate(
-        &self,
-        store: &dyn ConfigStore,
-        secret: &str,
-    ) -> Result<Option<Arc<ApiKey>>, ApiError> {
-        if let Ok(map) = self.entries.read()
-            && let Some((key, at)) = map.get(secret)
-            && at.elapsed() < CACHE_TTL
+impl KeyRing {
+    fn new(generation: u64, keys: impl IntoIterator<Item = (String, ApiKey)>) -> KeyRing {
+        let mut ring = KeyRing {
+            generation,
+            ..KeyRing::default()
+        };
+        for (hash, key) in keys {
+            ring.ids.insert(key.id.as_str().into());
+            ring.by_hash.insert(hash.into(), Arc::new(key));
+        }
+        ring
+    }
+
+    /// Whether both rings hold the same keys (ids and hashes).
+    fn same_keys(&self, other: &KeyRing) -> bool {
+        self.by_hash.len() == other.by_hash.len()
+            && self
+                .by_hash
+                .iter()
+                .all(|(h, k)| other.by_hash.get(h).is_some_and(|o| o.id == k.id))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
+/// A key and the ring generation it was verified under.
+type CachedKey = (Arc<ApiKey>, u64);
+
+/// The live keys (a [`KeyRing`], swapped whole) and the per-secret cache.
+///
+/// The cache's hasher is foldhash with a per-process random seed, several
+/// times cheaper than SipHash on a 40-byte secret. foldhash does not claim
+/// resistance to a determined flooding attack, and needs none here: only
+/// secrets the ring has verified are inserted, so a caller cannot choose
+/// the map's keys.
+#[derive(Debug)]
+pub struct Auth {
+    store: Arc<dyn ConfigStore>,
+    ring: ArcSwap<KeyRing>,
+    /// The ring's generation, for streams that must end with their key.
+    changes: watch::Sender<u64>,
+    /// Serialises ring replacements, so a slow read of the store never
+    /// replaces a newer ring with an older one.
+    refreshing: tokio::sync::Mutex<()>,
+    cache: RwLock<HashMap<Box<str>, CachedKey, foldhash::fast::RandomState>>,
+}
+
+impl Auth {
+    /// Reads the live keys from the store.
+    pub async fn load(store: Arc<dyn ConfigStore>) -> Result<Auth, StoreError> {
+        let ring = KeyRing::new(1, live_keys(store.as_ref()).await?);
+        Ok(Auth {
+            store,
+            ring: ArcSwap::from_pointee(ring),
+            changes: watch::Sender::new(1),
+            refreshing: tokio::sync::Mutex::new(()),
+            cache: RwLock::default(),
+        })
+    }
+
+    /// Re-reads the live keys; returns whether the set changed (and then
+    /// voids the cache and wakes [`Auth::subscribe`]rs). On a store error
+    /// the current ring stays.
+    pub async fn refresh(&self) -> Result<bool, StoreError> {
+        let _turn = self.refreshing.lock().await;
+        let keys = live_keys(self.store.as_ref()).await?;
+        let current = self.ring.load_full();
+        let next = KeyRing::new(current.generation + 1, keys);
+        if next.same_keys(&current) {
+            return Ok(false);
+        }
+        self.install(next);
+        Ok(true)
+    }
+
+    /// Drops key `id` from the ring at once, without asking the store
+    /// (after this node revoked it, so the revocation holds here even if
+    /// the store fails right after the commit).
+    pub async fn forget(&self, id: &str) {
+        let _turn = self.refreshing.lock().await;
+        let current = self.ring.load_full();
+        if !current.ids.contains(id) {
+            return;
+        }
+        let keys = current
+            .by_hash
+            .iter()
+            .filter(|(_, k)| k.id != id)
+            .map(|(h, k)| (h.to_string(), ApiKey::clone(k)));
+        self.install(KeyRing::new(current.generation + 1, keys));
+    }
+
+    fn install(&self, ring: KeyRing) {
+        let generation = ring.generation;
+        self.ring.store(Arc::new(ring));
+        self.clear();
+        self.changes.send_replace(generation);
+    }
+
+    /// The key whose secret this is, if live.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<Arc<ApiKey>>, ApiError> {
+        let ring = self.ring.load();
+        if let Ok(map) = self.cache.read()
+            && let Some((key, generation)) = map.get(secret)
+            && *generation == ring.generation
         {
             return Ok(Some(key.clone()));
         }
-        let Some(key) = store.authenticate(secret).await? else {
+        if let Some(key) = ring
+            .by_hash
+            .get(switchyard_store::hash_secret(secret).as_str())
+        {
+            self.remember(secret, key.clone(), ring.generation);
+            return Ok(Some(key.clone()));
+        }
+        if !switchyard_store::is_well_formed_secret(secret) {
             return Ok(None);
-        };
-        let key = Arc::new(key);
-        if let Ok(mut map) = self.entries.write() {
+        }
+        drop(ring);
+        Ok(self.store.authenticate(secret).await?.map(Arc::new))
+    }
+
+    fn remember(&self, secret: &str, key: Arc<ApiKey>, generation: u64) {
+        if let Ok(mut map) = self.cache.write() {
             if map.len() >= CACHE_MAX {
-                map.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+                map.retain(|_, (_, g)| *g == generation);
                 if map.len() >= CACHE_MAX {
                     map.clear();
                 }
             }
-            map.insert(secret.into(), (key.clone(), Instant::now()));
+            map.insert(secret.into(), (key, generation));
         }
-        Ok(Some(key))
     }
 
-    /// Forgets every cached key (after a revocation on this node).
+    /// Whether key `id` is in the current ring.
+    pub fn is_live(&self, id: &str) -> bool {
+        self.ring.load().ids.contains(id)
+    }
+
+    /// Sees every change of the ring.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The current ring.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        self.ring.load_full()
+    }
+
+    /// Forgets every cached secret (the ring stays).
     pub fn clear(&self) {
-        if let Ok(mut map) = self.entries.write() {
+        if let Ok(mut map) = self.cache.write() {
             map.clear();
         }
     }
+}
+
+async fn live_keys(store: &dyn ConfigStore) -> Result<Vec<(String, ApiKey)>, StoreError> {
+    Ok(store
+        .live_api_keys()
+        .await?
+        .into_iter()
+        .map(|k| (k.secret_hash, k.key))
+        .collect())
 }
 
 /// The authenticated caller.
@@ -174,7 +326,7 @@ impl FromRequestParts<AppState> for Principal {
         };
         let key = state
             .auth
-            .authenticate(state.store.as_ref(), secret)
+            .authenticate(secret)
             .await?
             .ok_or(ApiError::Unauthorized)?;
         state.limiter.check(&key.id)?;

@@ -92,6 +92,12 @@ impl From<StoreError> for ApiError {
             StoreError::AlreadyExists { .. } => ApiError::Conflict(e.to_string()),
             StoreError::Invalid(m) => ApiError::Unprocessable(m),
             StoreError::Backend(m) => ApiError::Internal(m),
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "config store unavailable");
+                ApiError::Unavailable(
+                    "the configuration store is unreachable; retry shortly".into(),
+                )
+            }
         }
     }
 }
@@ -120,8 +126,17 @@ impl IntoResponse for ApiError {
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
+        if let ApiError::Unavailable(_) = self {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(UNAVAILABLE_RETRY_AFTER),
+            );
+        }
         resp
     }
 }
+
+/// Seconds a client is asked to wait after a 503.
+pub const UNAVAILABLE_RETRY_AFTER: &str = "5";
 
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -8,7 +8,10 @@
 //! - `snapshots.rs`: compiled per-environment configuration in memory,
 //!   swapped atomically on store change notifications. Evaluation requests
 //!   never touch the database.
-//! - `auth.rs`: API keys (`Authorization: Bearer`), roles, SDK key scope.
+//! - `auth.rs`: API keys (`Authorization: Bearer`) verified from an
+//!   in-memory key ring, roles, SDK key scope.
+//! - `fresh.rs`: after a control-API write, this node's snapshots are
+//!   refreshed before the answer (read-your-writes).
 //! - `error.rs`: [`ApiError`], the one mapping of errors to HTTP.
 //! - `routes/`: one module per resource: `control` (the `/api/v1` REST API),
 //!   `ofrep` (OpenFeature remote evaluation), `sdk` (config document and
@@ -18,6 +21,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+mod fresh;
 pub mod limiter;
 pub mod metrics;
 pub mod routes;
@@ -36,7 +40,7 @@ pub use state::{AppState, ServerConfig};
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     // Extractors enforce the body limit and answer a JSON 413 (extract.rs).
-    with_layers(routes::router(state.config.body_limit), state)
+    with_layers(routes::router(&state), state)
 }
 
 /// The layers every route gets. The metrics layer is outermost, so a
@@ -92,7 +96,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("config.db").display());
         let store = switchyard_store::open(&url).await.unwrap();
         let state = AppState::new(store, ServerConfig::default()).await.unwrap();
-        let routes = routes::router(1 << 20).route(
+        let routes = routes::router(&state).route(
             "/boom",
             axum::routing::get(|| async {
                 if true {

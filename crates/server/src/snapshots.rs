@@ -1,10 +1,19 @@
-//! Compiled configuration snapshots, one per environment, held in memory.
+//! Compiled configuration snapshots, one per environment, held in memory,
+//! and beside them the live API keys ([`Auth`]).
 //!
 //! Evaluation requests read a snapshot through an `ArcSwap`: a lock-free
 //! load, never a database query and never a wait on a writer. A background
 //! task listens to the store's change notifications, rebuilds the affected
 //! environments' documents, compiles them and swaps the new snapshot in;
 //! streaming clients are woken through a `watch` channel per environment.
+//! The control API also refreshes a project's snapshots itself after each
+//! write, before it answers (`fresh.rs`), so a node reads its own writes.
+//!
+//! A document's `revision` is its project's change counter, so it moves
+//! when any environment of the project changes. A rebuilt document whose
+//! content is the same as the current snapshot's (apart from the revision)
+//! is neither compiled nor published: only the environments a change
+//! touches are recompiled, and only their streaming clients are woken.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +27,7 @@ use switchyard_core::{Evaluator, compile};
 use switchyard_store::{ConfigStore, StoreError};
 use tokio::sync::{broadcast, watch};
 
+use crate::auth::{Auth, KEY_REFRESH};
 use crate::metrics::Metrics;
 
 /// One environment's compiled configuration at one revision.
@@ -81,18 +91,25 @@ type Key = (String, String);
 /// Project, then environment (FxHash: looked up on every evaluation).
 type SlotMap = FxHashMap<String, FxHashMap<String, Arc<Slot>>>;
 
-/// All environments' snapshots.
+/// All environments' snapshots, and the live API keys.
 #[derive(Debug)]
 pub struct Snapshots {
     slots: ArcSwap<SlotMap>,
+    /// Held while a new slot map is made from the current one, so that two
+    /// refreshes (the follower's and a writer's) never lose each other's work.
+    installing: std::sync::Mutex<()>,
     store: Arc<dyn ConfigStore>,
+    /// The live API keys, refreshed with the snapshots.
+    pub auth: Arc<Auth>,
 }
 
 impl Snapshots {
-    /// Loads every environment of every project.
+    /// Loads every environment of every project, and the live keys.
     pub async fn load(store: Arc<dyn ConfigStore>) -> Result<Arc<Snapshots>, StoreError> {
         let s = Arc::new(Snapshots {
             slots: ArcSwap::from_pointee(FxHashMap::default()),
+            installing: std::sync::Mutex::new(()),
+            auth: Arc::new(Auth::load(store.clone()).await?),
             store,
         });
         s.reload_all().await?;
@@ -113,8 +130,10 @@ impl Snapshots {
             .collect()
     }
 
-    /// Rebuilds every environment (start-up, and after missed notifications).
+    /// Rebuilds every environment and re-reads the keys (start-up, the
+    /// periodic resync, and after missed notifications).
     pub async fn reload_all(&self) -> Result<(), StoreError> {
+        self.auth.refresh().await?;
         let mut wanted = Vec::new();
         for p in self.store.list_projects().await? {
             for e in self.store.list_environments(&p.key).await? {
@@ -126,7 +145,9 @@ impl Snapshots {
             let snap = self.build(&p, &e).await?;
             keep.insert((p, e), snap);
         }
-        self.install(keep, None);
+        if self.install(keep, None) {
+            self.auth.refresh().await?;
+        }
         Ok(())
     }
 
@@ -155,14 +176,19 @@ impl Snapshots {
                 Err(err) => return Err(err),
             }
         }
-        self.install(fresh, Some((project, environment)));
+        // A deleted environment or project took its keys with it.
+        if self.install(fresh, Some((project, environment))) {
+            self.auth.refresh().await?;
+        }
         Ok(())
     }
 
     /// The environment's snapshot; the current one when the store's
-    /// revision has not moved (nothing to compile, nobody to wake).
+    /// revision has not moved, or when only the revision has (a change in
+    /// another environment of the project): nothing to compile, nobody to
+    /// wake.
     async fn build(&self, project: &str, environment: &str) -> Result<Arc<Snapshot>, StoreError> {
-        let doc = self
+        let mut doc = self
             .store
             .environment_document(project, environment)
             .await?;
@@ -171,6 +197,12 @@ impl Snapshots {
             if current.revision == doc.revision {
                 return Ok(current);
             }
+            let revision = doc.revision;
+            doc.revision = current.revision;
+            if serde_json::to_vec(&doc)? == current.document {
+                return Ok(current);
+            }
+            doc.revision = revision;
         }
         let evaluator = compile(&doc).map_err(|e| {
             StoreError::Backend(format!(
@@ -193,8 +225,18 @@ impl Snapshots {
     /// Swaps in fresh snapshots. `scope` says which keys the fresh set
     /// replaces (`None`: all; `Some((p, None))`: all of project `p`;
     /// `Some((p, Some(e)))`: just that one), so deleted environments vanish.
-    fn install(&self, fresh: HashMap<Key, Arc<Snapshot>>, scope: Option<(&str, Option<&str>)>) {
+    /// Returns whether an environment vanished.
+    fn install(
+        &self,
+        fresh: HashMap<Key, Arc<Snapshot>>,
+        scope: Option<(&str, Option<&str>)>,
+    ) -> bool {
+        let _turn = self
+            .installing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let old = self.slots.load_full();
+        let mut removed = false;
         let mut next: HashMap<Key, Arc<Slot>> = HashMap::new();
         let flat = old
             .iter()
@@ -207,6 +249,8 @@ impl Snapshots {
             };
             if !in_scope || fresh.contains_key(&k) {
                 next.insert(k, slot.clone());
+            } else {
+                removed = true;
             }
         }
         for (k, snap) in fresh {
@@ -236,20 +280,27 @@ impl Snapshots {
             nested.entry(p).or_default().insert(e, slot);
         }
         self.slots.store(Arc::new(nested));
+        removed
     }
 
     /// Follows the store's change notifications until `shutdown` fires.
     /// A lagged receiver (missed notifications) triggers a full reload, and
-    /// a full reload also runs every `resync` as a safety net.
+    /// a full reload also runs every `resync` as a safety net; the keys are
+    /// re-read every [`KEY_REFRESH`].
     pub async fn follow(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, resync: Duration) {
         let mut changes = self.store.subscribe();
         let mut tick = tokio::time::interval(resync);
         tick.tick().await;
+        let mut keys_tick = tokio::time::interval(KEY_REFRESH);
+        keys_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        keys_tick.tick().await;
         loop {
             let result = tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tick.tick() => self.reload_all().await,
+                _ = keys_tick.tick() => self.auth.refresh().await.map(drop),
                 msg = changes.recv() => match msg {
+                    Ok(change) if change.api_keys => self.auth.refresh().await.map(drop),
                     Ok(change) => self.reload_project(&change.project, change.environment.as_deref()).await,
                     Err(broadcast::error::RecvError::Lagged(_)) => self.reload_all().await,
                     Err(broadcast::error::RecvError::Closed) => return,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use switchyard_store::ConfigStore;
 
-use crate::auth::AuthCache;
+use crate::auth::Auth;
 use crate::limiter::KeyLimiter;
 use crate::metrics::Metrics;
 use crate::snapshots::Snapshots;
@@ -48,7 +48,8 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub store: Arc<dyn ConfigStore>,
     pub snapshots: Arc<Snapshots>,
-    pub auth: Arc<AuthCache>,
+    /// The live API keys (held by `snapshots` too, refreshed with them).
+    pub auth: Arc<Auth>,
     pub limiter: Arc<KeyLimiter>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<ServerConfig>,
@@ -61,7 +62,7 @@ pub struct Shared {
 }
 
 impl AppState {
-    /// Loads every environment's snapshot from the store.
+    /// Loads every environment's snapshot and the live keys from the store.
     pub async fn new(
         store: Arc<dyn ConfigStore>,
         config: ServerConfig,
@@ -69,8 +70,8 @@ impl AppState {
         let snapshots = Snapshots::load(store.clone()).await?;
         Ok(AppState(Arc::new(Shared {
             store,
+            auth: snapshots.auth.clone(),
             snapshots,
-            auth: Arc::new(AuthCache::default()),
             limiter: Arc::new(KeyLimiter::new(config.rate_limit_per_key)),
             metrics: Arc::new(Metrics::new()),
             config: Arc::new(config),

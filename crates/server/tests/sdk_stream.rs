@@ -350,3 +350,80 @@ async fn graceful_shutdown_ends_open_streams_instead_of_waiting_for_them() {
         assert!(end.is_none(), "no more events after shutdown");
     }
 }
+
+#[tokio::test]
+async fn a_change_in_one_environment_wakes_only_that_environments_streams() {
+    for backend in BACKENDS {
+        let server = start(backend).await;
+        let (production_key, _) = setup(&server).await;
+        let development_key = server
+            .store
+            .create_api_key(
+                ACTOR,
+                ApiKeyInput {
+                    name: "dev".into(),
+                    kind: ApiKeyKind::Server,
+                    project: Some("demo".into()),
+                    environment: Some("development".into()),
+                },
+            )
+            .await
+            .expect("development key")
+            .secret;
+        let mut production = SseReader::new(open_stream(&server, &production_key).await);
+        let mut development = SseReader::new(open_stream(&server, &development_key).await);
+        production.next_config().await.expect("initial event");
+        development.next_config().await.expect("initial event");
+        let development_before = server
+            .state
+            .snapshots
+            .get("demo", "development")
+            .expect("development")
+            .load();
+
+        // Switch the flag off in production only, through the API.
+        let http = reqwest::Client::new();
+        let flag_url = format!("{}/api/v1/projects/demo/flags/s-switch", server.url);
+        let read = http
+            .get(&flag_url)
+            .bearer_auth(&server.admin_key)
+            .send()
+            .await
+            .unwrap();
+        let version = read.headers()["etag"].to_str().unwrap().to_string();
+        let patch = http
+            .patch(format!("{flag_url}/environments/production"))
+            .bearer_auth(&server.admin_key)
+            .header("if-match", version)
+            .json(&json!({"enabled": false}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patch.status(), StatusCode::OK);
+        let changed = tokio::time::timeout(Duration::from_secs(5), production.next_config())
+            .await
+            .expect("production hears of its change")
+            .expect("stream open");
+        let doc: Value = serde_json::from_str(&changed.data).unwrap();
+        assert_eq!(enabled_in(&doc, "s-switch"), Some(false));
+
+        // Neither the change nor the periodic full resync wakes development.
+        server.state.snapshots.reload_all().await.expect("resync");
+        let woke = tokio::time::timeout(Duration::from_secs(1), development.next_config()).await;
+        assert!(
+            woke.is_err(),
+            "{backend:?}: development got an event for a production change: {woke:?}"
+        );
+        let development_after = server
+            .state
+            .snapshots
+            .get("demo", "development")
+            .expect("development")
+            .load();
+        assert!(
+            std::sync::Arc::ptr_eq(&development_before, &development_after),
+            "{backend:?}: the unchanged environment was rebuilt"
+        );
+        server.stop().await;
+    }
+}

@@ -24,6 +24,11 @@ pub enum StoreError {
     /// A database failure. The message is for logs, not for clients.
     #[error("store backend error: {0}")]
     Backend(String),
+    /// The database cannot be reached or cannot take the request now
+    /// (connection refused or lost, pool exhausted, disk full, shutting
+    /// down); retrying later may succeed. The message is for logs.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -37,7 +42,41 @@ impl StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        if is_transient(&e) {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Backend(e.to_string())
+        }
+    }
+}
+
+/// Whether an error says the database is out of reach or out of room for
+/// now, rather than that the query or the data is wrong.
+fn is_transient(e: &sqlx::Error) -> bool {
+    use sqlx::Error as E;
+    match e {
+        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => true,
+        E::Protocol(_) => true,
+        E::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // PostgreSQL SQLSTATE classes: 08 connection exception, 53
+            // insufficient resources (disk full, out of memory, too many
+            // connections), 57P0x shutdown, 40001/40P01 serialization
+            // failure and deadlock (always five characters). SQLite result
+            // codes (numbers below 10000): 5 busy, 6 locked, 10 I/O error,
+            // 13 full; extended codes keep the primary code in the low byte.
+            if code.len() == 5 {
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57P0")
+                    || code == "40001"
+                    || code == "40P01"
+            } else {
+                code.parse::<u32>()
+                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13))
+            }
+        }
+        _ => false,
     }
 }
 

@@ -49,7 +49,18 @@ pub(crate) fn prefix(secret: &str) -> String {
     secret.get(..end).unwrap_or_default().to_string()
 }
 
-pub(crate) fn hash(secret: &str) -> String {
+/// Whether `secret` has the shape [`generate`] gives every secret (kind
+/// tag and 32 base62 characters). Anything else cannot be a key, and needs
+/// no lookup.
+pub fn is_well_formed(secret: &str) -> bool {
+    let tail = ["sy_admin_", "sy_server_", "sy_client_"]
+        .iter()
+        .find_map(|tag| secret.strip_prefix(tag));
+    tail.is_some_and(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// The SHA-256 of a secret in lowercase hex: what the store keeps.
+pub fn hash(secret: &str) -> String {
     let digest = Sha256::digest(secret.as_bytes());
     let mut hex = String::with_capacity(64);
     for byte in digest.iter() {
@@ -70,6 +81,29 @@ mod tests {
         assert_eq!(tail.len(), 32);
         assert!(tail.bytes().all(|b| b.is_ascii_alphanumeric()));
         assert_eq!(prefix(&s).len(), "sy_server_".len() + 4);
+    }
+
+    #[test]
+    fn only_secrets_of_the_generated_shape_are_well_formed() {
+        for kind in [
+            ApiKeyKind::Server,
+            ApiKeyKind::Client,
+            ApiKeyKind::Admin(crate::Role::Viewer),
+        ] {
+            assert!(is_well_formed(&generate(kind).unwrap()));
+        }
+        let good = generate(ApiKeyKind::Server).unwrap();
+        for bad in [
+            "",
+            "sy_server_",
+            &good[..good.len() - 1],
+            &format!("{good}x"),
+            &good.replace("sy_server_", "sy_other_"),
+            &format!("{}-", &good[..good.len() - 1]),
+            "sy_server_ääääääääääääääää",
+        ] {
+            assert!(!is_well_formed(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -227,6 +227,9 @@ pub trait ConfigStore: Send + Sync + std::fmt::Debug {
     async fn revoke_api_key(&self, actor: &str, id: &str) -> Result<ApiKey>;
     /// The live (not revoked) key whose secret this is.
     async fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>>;
+    /// Every live (not revoked) key with its secret's hash: what a node
+    /// needs to authenticate from memory while the store is unreachable.
+    async fn live_api_keys(&self) -> Result<Vec<LiveApiKey>>;
 
     // Audit log
     async fn list_audit(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>>;

@@ -326,11 +326,25 @@ pub struct AuditFilter {
 
 /// Sent to subscribers after every committed write. `environment` is `None`
 /// when the change touches every environment of the project (a flag or a
-/// segment). API key changes send nothing: keys are checked against the
-/// store on every `authenticate`, so a revocation needs no notification.
+/// segment). A created or revoked API key sends a change with `api_keys`
+/// set (`project` is the key's, empty for an unbound key): nodes that keep
+/// the live keys in memory re-read them, so a revocation reaches every node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     pub project: String,
     pub environment: Option<String>,
     pub revision: u64,
+    /// API keys changed; no configuration did.
+    #[serde(default)]
+    pub api_keys: bool,
+}
+
+/// A live (not revoked) API key with the SHA-256 of its secret, as
+/// [`crate::ConfigStore::live_api_keys`] lists them for an in-memory key
+/// ring. The hash is not the secret: it cannot be used to authenticate.
+#[derive(Debug, Clone)]
+pub struct LiveApiKey {
+    pub key: ApiKey,
+    /// Lowercase hex, as [`crate::hash_secret`] computes it.
+    pub secret_hash: String,
 }

@@ -10,17 +10,24 @@ pub mod ofrep;
 pub mod ops;
 pub mod sdk;
 
-/// `body_limit` applies to the routes that read a body through axum's
+/// The body limit applies to the routes that read a body through axum's
 /// extractors (the control API, event ingestion); OFREP reads its body
 /// itself, with the same limit, and the rest read none. Scoping it so
-/// spares the evaluation path a request extension.
-pub fn router(body_limit: usize) -> Router<AppState> {
+/// spares the evaluation path a request extension. Likewise the control
+/// API alone has the read-your-writes middleware (`fresh.rs`).
+pub fn router(state: &AppState) -> Router<AppState> {
     use axum::extract::DefaultBodyLimit;
+    let body_limit = state.config.body_limit;
     Router::new()
         .merge(ops::router())
         .nest(
             "/api/v1",
-            control::router().layer(DefaultBodyLimit::max(body_limit)),
+            control::router()
+                .layer(DefaultBodyLimit::max(body_limit))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::fresh::after_write,
+                )),
         )
         .merge(events::router().layer(DefaultBodyLimit::max(body_limit)))
         .merge(ofrep::router())

@@ -11,7 +11,9 @@
 //!   the newest one (the `watch` channel keeps only the latest), which is
 //!   all a full-document protocol needs. The stream ends when the server
 //!   shuts down, so graceful shutdown does not wait on streaming clients,
-//!   and when the environment is deleted.
+//!   when the environment is deleted, and when its key is revoked or
+//!   deleted (the node's key ring changes, on every node, and the key is
+//!   no longer in it).
 //!
 //! Both need a server SDK key: client keys may only evaluate (OFREP).
 
@@ -29,7 +31,7 @@ use futures_util::Stream;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
-use crate::auth::Principal;
+use crate::auth::{Auth, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::snapshots::{Slot, Snapshot};
 use crate::state::AppState;
@@ -93,6 +95,9 @@ async fn stream(State(state): State<AppState>, principal: Principal) -> ApiResul
     drop(slot);
     let stream = ConfigStream {
         changes,
+        keys: state.auth.subscribe(),
+        auth: state.auth.clone(),
+        key_id: principal.key().id.clone(),
         shutdown: state.shutdown.subscribe(),
         keep_alive: state.config.stream_keepalive,
         first: true,
@@ -130,6 +135,11 @@ impl Drop for ClientGuard {
 #[derive(Debug)]
 struct ConfigStream {
     changes: watch::Receiver<Arc<Snapshot>>,
+    /// Wakes on every change of the key ring.
+    keys: watch::Receiver<u64>,
+    auth: Arc<Auth>,
+    /// The streaming key: the stream ends when it leaves the ring.
+    key_id: String,
     shutdown: watch::Receiver<bool>,
     keep_alive: Duration,
     first: bool,
@@ -147,13 +157,24 @@ impl ConfigStream {
                 return Some((Ok(config_frame(&snapshot)), s));
             }
             // `None`: stop; `Some(false)`: keep-alive; `Some(true)`: a change.
-            let what = tokio::select! {
-                // Shutdown wins over a change that arrives at the same time.
-                biased;
-                _ = s.shutdown.wait_for(|stop| *stop) => None,
-                // An error: the environment was deleted, its slot is gone.
-                changed = s.changes.changed() => changed.is_ok().then_some(true),
-                () = tokio::time::sleep(s.keep_alive) => Some(false),
+            let keep_alive = tokio::time::sleep(s.keep_alive);
+            tokio::pin!(keep_alive);
+            let what = loop {
+                break tokio::select! {
+                    // Shutdown and revocation win over a change that
+                    // arrives at the same time.
+                    biased;
+                    _ = s.shutdown.wait_for(|stop| *stop) => None,
+                    keys = s.keys.changed() => {
+                        if keys.is_ok() && s.auth.is_live(&s.key_id) {
+                            continue;
+                        }
+                        None
+                    }
+                    // An error: the environment was deleted, its slot is gone.
+                    changed = s.changes.changed() => changed.is_ok().then_some(true),
+                    () = &mut keep_alive => Some(false),
+                };
             };
             if what? {
                 // Snapshots publish only newer revisions, so a wake-up is

@@ -19,6 +19,8 @@ pub struct TestServer {
     pub admin_key: String,
     pub state: AppState,
     pub store: Arc<dyn ConfigStore>,
+    /// The PostgreSQL database's URL (a second node can open it).
+    pub store_url: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -81,6 +83,7 @@ pub async fn start_with(backend: Backend, config: ServerConfig) -> TestServer {
         admin_key: boot.admin_key_secret,
         state,
         store,
+        store_url: pg.is_some().then(|| url.clone()),
         stop: Some(tx),
         task: Some(task),
         _dir: dir,
@@ -111,7 +114,8 @@ fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
-async fn fresh_postgres_database() -> (String, String, String) {
+/// A new, empty database: (admin URL, its name, its URL).
+pub async fn fresh_postgres_database() -> (String, String, String) {
     use sqlx::Connection;
     let admin = admin_url();
     let mut conn = match sqlx::PgConnection::connect(&admin).await {
@@ -134,7 +138,7 @@ async fn fresh_postgres_database() -> (String, String, String) {
     (admin, name, url)
 }
 
-async fn drop_postgres_database(admin: &str, name: &str) {
+pub async fn drop_postgres_database(admin: &str, name: &str) {
     use sqlx::Connection;
     if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -1,6 +1,6 @@
 //! API keys and the audit log.
 
-use super::{SqlStore, fmt_time, now, rows};
+use super::{SqlStore, Write, fmt_time, now, rows};
 use crate::error::{Result, StoreError};
 use crate::secret;
 use crate::types::*;
@@ -83,6 +83,7 @@ impl SqlStore {
             Some(&key),
         )
         .await?;
+        keys_changed(&mut w, key.project.as_deref());
         w.commit().await?;
         Ok(CreatedApiKey { key, secret })
     }
@@ -142,6 +143,7 @@ impl SqlStore {
             Some(&after),
         )
         .await?;
+        keys_changed(&mut w, after.project.as_deref());
         w.commit().await?;
         Ok(after)
     }
@@ -157,6 +159,23 @@ impl SqlStore {
             .as_ref()
             .map(rows::api_key)
             .transpose()
+    }
+
+    pub(crate) async fn live_api_keys_impl(&self) -> Result<Vec<LiveApiKey>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS}, secret_hash FROM api_keys WHERE revoked_at IS NULL ORDER BY id"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut *self.read().await?)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(LiveApiKey {
+                    key: rows::api_key(row)?,
+                    secret_hash: sqlx::Row::try_get(row, "secret_hash")?,
+                })
+            })
+            .collect()
     }
 
     pub(crate) async fn list_audit_impl(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>> {
@@ -179,4 +198,16 @@ impl SqlStore {
         .map(rows::audit_entry)
         .collect()
     }
+}
+
+/// Announces (after commit, to this node and through `NOTIFY` to the
+/// others) that the set of live keys changed, so that nodes holding the
+/// keys in memory re-read them.
+fn keys_changed(w: &mut Write<'_>, project: Option<&str>) {
+    w.changes.push(Change {
+        project: project.unwrap_or_default().to_string(),
+        environment: None,
+        revision: u64::try_from(w.revision).unwrap_or_default(),
+        api_keys: true,
+    });
 }

@@ -115,6 +115,9 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(10)
+            // While the database is unreachable a request fails (503)
+            // after this long instead of sqlx's default 30 s.
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(url)
             .await?;
         POSTGRES_MIGRATIONS.run(&pool).await?;
@@ -183,6 +186,7 @@ impl Write<'_> {
             project: project.to_string(),
             environment: environment.map(str::to_string),
             revision: u64::try_from(self.revision).unwrap_or_default(),
+            api_keys: false,
         });
         Ok(())
     }

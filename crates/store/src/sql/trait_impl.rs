@@ -301,6 +301,9 @@ impl ConfigStore for SqlStore {
     async fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>> {
         self.authenticate_impl(secret).await
     }
+    async fn live_api_keys(&self) -> Result<Vec<LiveApiKey>> {
+        self.live_api_keys_impl().await
+    }
 
     async fn list_audit(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>> {
         self.list_audit_impl(filter).await
