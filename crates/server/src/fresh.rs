@@ -9,8 +9,8 @@
 //! - `/projects/{p}/...` (and `/projects/{p}` itself): the snapshots of
 //!   project `p`, every environment (a rebuilt environment whose document
 //!   did not change is neither recompiled nor published, see
-//!   `snapshots.rs`); a deleted project or environment also refreshes the
-//!   key ring, its keys having gone with it.
+//!   `snapshots.rs`); a `DELETE` also re-reads the key ring (a deleted
+//!   project or environment takes its keys with it).
 //! - `POST /projects`: the project named by the `Location` of the answer.
 //! - `/api-keys/...`: the key ring; a revoked key is dropped from it
 //!   first, without the store, so the revocation holds on this node even
@@ -73,6 +73,16 @@ pub async fn after_write(State(state): State<AppState>, req: Request, next: Next
         return resp;
     }
     let result = match changed(&method, &path) {
+        // A deleted environment or project took its keys with it. The
+        // follower may have dropped its snapshot (and be re-reading the
+        // keys) already, so the ring is re-read here, not only when this
+        // reload is the one that finds the environment gone.
+        Changed::Project(p) if method == Method::DELETE => {
+            match state.snapshots.reload_project(p, None).await {
+                Ok(()) => state.auth.refresh().await.map(drop),
+                Err(e) => Err(e),
+            }
+        }
         Changed::Project(p) => state.snapshots.reload_project(p, None).await,
         Changed::NewProject => match new_project(&resp) {
             Some(p) => state.snapshots.reload_project(&p, None).await,
