@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::bucket::BUCKETS;
 use crate::condition::{CompiledCondition, SegmentLookup, compile_condition};
+use crate::limits::{MAX_EVALUATION_COST, MAX_PREREQUISITE_DEPTH, REGEX_MEMORY_LIMIT};
 use crate::model::{
     BasisPoints, Condition, ConfigDocument, Experiment, ExperimentStatus, Flag, FlagType, Serve,
     WeightedVariation,
@@ -52,6 +53,13 @@ pub struct Evaluator {
     pub(crate) segments: Vec<CompiledSegment>,
     pub(crate) experiments: Vec<CompiledExperiment>,
     pub(crate) holdouts: Vec<CompiledHoldout>,
+    /// Flag indices with every flag after its prerequisites; empty when no
+    /// flag has prerequisites (document order then serves).
+    pub(crate) order: Vec<u32>,
+    /// Cost of evaluating every flag once (see `crate::limits`).
+    pub(crate) cost: u64,
+    /// Memory the regexes account for (see `crate::limits::regex_memory`).
+    pub(crate) regex_memory: usize,
 }
 
 #[derive(Debug)]
@@ -91,6 +99,8 @@ pub(crate) struct CompiledSegment {
     pub(crate) included: HashSet<String>,
     pub(crate) excluded: HashSet<String>,
     pub(crate) rules: Vec<Vec<CompiledCondition>>,
+    /// Cost of one membership test.
+    pub(crate) cost: u64,
 }
 
 #[derive(Debug)]
@@ -104,6 +114,8 @@ pub(crate) struct CompiledExperiment {
     pub(crate) layer: Option<(String, u32, u32)>,
     pub(crate) holdouts: Vec<usize>,
     pub(crate) winner: Option<usize>,
+    /// Cost of one assignment.
+    pub(crate) cost: u64,
 }
 
 #[derive(Debug)]
@@ -140,6 +152,7 @@ pub fn compile(doc: &ConfigDocument) -> Result<Evaluator, CompileError> {
         });
     }
 
+    let mut regex_memory = 0usize;
     let mut segments = Vec::with_capacity(doc.segments.len());
     for s in &doc.segments {
         let mut rules = Vec::with_capacity(s.rules.len());
@@ -151,12 +164,20 @@ pub fn compile(doc: &ConfigDocument) -> Result<Evaluator, CompileError> {
                 &prefix,
                 &r.conditions,
                 None,
+                &mut regex_memory,
             )?);
         }
+        // Two set lookups, then the rules (whose conditions cannot name
+        // segments).
+        let cost = rules
+            .iter()
+            .map(|r| conditions_cost(r, &[]).saturating_add(1))
+            .fold(2u64, u64::saturating_add);
         segments.push(CompiledSegment {
             included: s.included.iter().cloned().collect(),
             excluded: s.excluded.iter().cloned().collect(),
             rules,
+            cost,
         });
     }
     let seg_lookup = |k: &str| segment_index.get(k).copied();
@@ -172,12 +193,16 @@ pub fn compile(doc: &ConfigDocument) -> Result<Evaluator, CompileError> {
                 format!("unknown flag {:?}", e.flag),
             ));
         };
-        experiments.push(compile_experiment(
+        let mut compiled = compile_experiment(
             e,
             &doc.flags[fi],
             &holdout_index,
             &seg_lookup,
-        )?);
+            &mut regex_memory,
+        )?;
+        compiled.cost =
+            2 + compiled.holdouts.len() as u64 + conditions_cost(&compiled.conditions, &segments);
+        experiments.push(compiled);
     }
 
     let mut flags = Vec::with_capacity(doc.flags.len());
@@ -189,9 +214,17 @@ pub fn compile(doc: &ConfigDocument) -> Result<Evaluator, CompileError> {
             &experiment_index,
             &doc.experiments,
             &seg_lookup,
+            &mut regex_memory,
         )?);
     }
-    check_prerequisite_cycles(&flags)?;
+    let order = prerequisite_order(&flags)?;
+    check_prerequisite_depth(&flags, &order)?;
+    let cost = check_evaluation_cost(&flags, &segments, &experiments)?;
+    let order = if flags.iter().any(|f| !f.prerequisites.is_empty()) {
+        order
+    } else {
+        Vec::new()
+    };
 
     Ok(Evaluator {
         environment: doc.environment.clone(),
@@ -201,6 +234,9 @@ pub fn compile(doc: &ConfigDocument) -> Result<Evaluator, CompileError> {
         segments,
         experiments,
         holdouts,
+        order,
+        cost,
+        regex_memory,
     })
 }
 
@@ -249,22 +285,57 @@ fn check_attribute(
     Ok(())
 }
 
+/// Compiles conditions, adding their regexes' memory to `regex_memory`
+/// and refusing the regex that would take it over the environment's limit
+/// (so that at most one pattern beyond the limit is ever built).
 fn compile_conditions(
     kind: &'static str,
     key: &str,
     prefix: &str,
     conditions: &[Condition],
     segments: Option<SegmentLookup<'_>>,
+    regex_memory: &mut usize,
 ) -> Result<Vec<CompiledCondition>, CompileError> {
+    let mut out = Vec::with_capacity(conditions.len());
+    for (ci, c) in conditions.iter().enumerate() {
+        let compiled = compile_condition(c, segments).map_err(|(field, e)| {
+            error(kind, key, format!("{prefix}.conditions[{ci}].{field}"), e.0)
+        })?;
+        let memory = compiled.regex_memory();
+        if memory > 0 {
+            *regex_memory = regex_memory.saturating_add(memory);
+            if *regex_memory > REGEX_MEMORY_LIMIT {
+                return Err(error(
+                    kind,
+                    key,
+                    format!("{prefix}.conditions[{ci}].value"),
+                    format!(
+                        "the environment's regexes would hold {} KiB, over the limit of {} KiB \
+                         (this one {} KiB)",
+                        *regex_memory >> 10,
+                        REGEX_MEMORY_LIMIT >> 10,
+                        memory >> 10
+                    ),
+                ));
+            }
+        }
+        out.push(compiled);
+    }
+    Ok(out)
+}
+
+/// Cost of testing every condition of a list (see `crate::limits`): one
+/// unit each, plus the membership tests of the segments it names.
+fn conditions_cost(conditions: &[CompiledCondition], segments: &[CompiledSegment]) -> u64 {
     conditions
         .iter()
-        .enumerate()
-        .map(|(ci, c)| {
-            compile_condition(c, segments).map_err(|(field, e)| {
-                error(kind, key, format!("{prefix}.conditions[{ci}].{field}"), e.0)
-            })
+        .map(|c| {
+            c.segments()
+                .iter()
+                .map(|&s| segments[s].cost)
+                .fold(c.cost(), u64::saturating_add)
         })
-        .collect()
+        .fold(0u64, u64::saturating_add)
 }
 
 fn variation_lookup(
@@ -320,6 +391,7 @@ fn compile_experiment(
     flag: &Flag,
     holdout_index: &HashMap<String, usize>,
     seg_lookup: &dyn Fn(&str) -> Option<usize>,
+    regex_memory: &mut usize,
 ) -> Result<CompiledExperiment, CompileError> {
     const K: &str = "experiment";
     let variation_keys: Vec<String> = flag.variations.iter().map(|v| v.key.clone()).collect();
@@ -374,15 +446,22 @@ fn compile_experiment(
         status: e.status,
         arms,
         bucket_by: e.bucket_by.clone(),
-        conditions: compile_conditions(K, &e.key, "", &e.conditions, Some(seg_lookup)).map_err(
-            |mut err| {
-                err.field = err.field.trim_start_matches('.').to_string();
-                err
-            },
-        )?,
+        conditions: compile_conditions(
+            K,
+            &e.key,
+            "",
+            &e.conditions,
+            Some(seg_lookup),
+            regex_memory,
+        )
+        .map_err(|mut err| {
+            err.field = err.field.trim_start_matches('.').to_string();
+            err
+        })?,
         layer,
         holdouts,
         winner,
+        cost: 0,
     })
 }
 
@@ -393,6 +472,7 @@ fn compile_flag(
     experiment_index: &HashMap<String, usize>,
     experiments: &[Experiment],
     seg_lookup: &dyn Fn(&str) -> Option<usize>,
+    regex_memory: &mut usize,
 ) -> Result<CompiledFlag, CompileError> {
     const K: &str = "flag";
     let key = f.key.as_str();
@@ -519,7 +599,14 @@ fn compile_flag(
         let prefix = format!("rules[{ri}]");
         rules.push(CompiledRule {
             id: r.id.clone(),
-            conditions: compile_conditions(K, key, &prefix, &r.conditions, Some(seg_lookup))?,
+            conditions: compile_conditions(
+                K,
+                key,
+                &prefix,
+                &r.conditions,
+                Some(seg_lookup),
+                regex_memory,
+            )?,
             serve: serve(&format!("{prefix}.serve"), &r.serve)?,
         });
     }
@@ -551,55 +638,159 @@ fn compile_flag(
     })
 }
 
-/// Rejects prerequisite cycles (depth-first
-/// search with colours).
-fn check_prerequisite_cycles(flags: &[CompiledFlag]) -> Result<(), CompileError> {
+/// Orders the flags so that every flag comes after its prerequisites,
+/// rejecting prerequisite cycles: a depth-first search with colours, on an
+/// explicit stack (a chain of any length cannot overflow the thread's).
+fn prerequisite_order(flags: &[CompiledFlag]) -> Result<Vec<u32>, CompileError> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
         Active,
         Done,
     }
-    /// `path` holds (flag, index of the prerequisite followed out of it).
-    fn visit(
-        i: usize,
-        flags: &[CompiledFlag],
-        marks: &mut [Mark],
-        path: &mut Vec<(usize, usize)>,
-    ) -> Result<(), CompileError> {
-        match marks[i] {
-            Mark::Done => return Ok(()),
-            Mark::Active => {
-                let start = path.iter().position(|&(p, _)| p == i).unwrap_or(0);
-                let mut names: Vec<&str> = path[start..]
-                    .iter()
-                    .map(|&(p, _)| flags[p].key.as_str())
-                    .collect();
-                names.push(flags[i].key.as_str());
-                // Blame the edge that closes the cycle.
-                let (from, edge) = path.last().copied().unwrap_or((i, 0));
-                return Err(error(
-                    "flag",
-                    &flags[from].key,
-                    format!("prerequisites[{edge}].flag"),
-                    format!("prerequisite cycle: {}", names.join(" -> ")),
-                ));
-            }
-            Mark::New => {}
-        }
-        marks[i] = Mark::Active;
-        for (edge, (p, _)) in flags[i].prerequisites.iter().enumerate() {
-            path.push((i, edge));
-            visit(*p, flags, marks, path)?;
-            path.pop();
-        }
-        marks[i] = Mark::Done;
-        Ok(())
-    }
     let mut marks = vec![Mark::New; flags.len()];
-    let mut path = Vec::new();
-    for i in 0..flags.len() {
-        visit(i, flags, &mut marks, &mut path)?;
+    let mut order = Vec::with_capacity(flags.len());
+    // (flag, number of its prerequisites followed so far): the path from
+    // the root; the edge followed out of each entry is `followed - 1`.
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    for root in 0..flags.len() {
+        if marks[root] != Mark::New {
+            continue;
+        }
+        marks[root] = Mark::Active;
+        stack.push((root, 0));
+        while let Some(top) = stack.last_mut() {
+            let (i, followed) = *top;
+            let Some((p, _)) = flags[i].prerequisites.get(followed) else {
+                marks[i] = Mark::Done;
+                order.push(i as u32);
+                stack.pop();
+                continue;
+            };
+            top.1 += 1;
+            match marks[*p] {
+                Mark::Done => {}
+                Mark::New => {
+                    marks[*p] = Mark::Active;
+                    stack.push((*p, 0));
+                }
+                Mark::Active => {
+                    let start = stack.iter().position(|&(q, _)| q == *p).unwrap_or(0);
+                    let mut names: Vec<&str> = stack[start..]
+                        .iter()
+                        .map(|&(q, _)| flags[q].key.as_str())
+                        .collect();
+                    names.push(flags[*p].key.as_str());
+                    // Blame the edge that closes the cycle.
+                    return Err(error(
+                        "flag",
+                        &flags[i].key,
+                        format!("prerequisites[{followed}].flag"),
+                        format!("prerequisite cycle: {}", names.join(" -> ")),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// Rejects a prerequisite chain deeper than [`MAX_PREREQUISITE_DEPTH`],
+/// naming the first flag (in `order`) at which it gets too deep, with the
+/// chain below it.
+fn check_prerequisite_depth(flags: &[CompiledFlag], order: &[u32]) -> Result<(), CompileError> {
+    let mut depth = vec![0usize; flags.len()];
+    for &i in order {
+        let i = i as usize;
+        let Some(deepest) = flags[i]
+            .prerequisites
+            .iter()
+            .map(|(p, _)| depth[*p] + 1)
+            .max()
+        else {
+            continue;
+        };
+        depth[i] = deepest;
+        if deepest > MAX_PREREQUISITE_DEPTH {
+            let mut chain = vec![flags[i].key.as_str()];
+            let mut at = i;
+            while let Some((p, _)) = flags[at]
+                .prerequisites
+                .iter()
+                .max_by_key(|(p, _)| depth[*p])
+            {
+                at = *p;
+                chain.push(flags[at].key.as_str());
+                if depth[at] == 0 {
+                    break;
+                }
+            }
+            let shown = if chain.len() > 6 {
+                format!(
+                    "{} -> ... -> {}",
+                    chain[..3].join(" -> "),
+                    chain[chain.len() - 2..].join(" -> ")
+                )
+            } else {
+                chain.join(" -> ")
+            };
+            return Err(error(
+                "flag",
+                &flags[i].key,
+                "prerequisites",
+                format!(
+                    "prerequisite chain {shown} is {deepest} levels deep; the limit is \
+                     {MAX_PREREQUISITE_DEPTH}"
+                ),
+            ));
+        }
     }
     Ok(())
+}
+
+/// The cost of evaluating every flag once (each prerequisite's result is
+/// memoised, so this bounds any single evaluation too), rejected over
+/// [`MAX_EVALUATION_COST`] naming the most expensive flag.
+fn check_evaluation_cost(
+    flags: &[CompiledFlag],
+    segments: &[CompiledSegment],
+    experiments: &[CompiledExperiment],
+) -> Result<u64, CompileError> {
+    let serve_cost = |s: &CompiledServe| match s {
+        CompiledServe::Variation(_) => 0,
+        CompiledServe::Split { .. } => 1,
+        CompiledServe::Experiment(e) => experiments[*e].cost,
+    };
+    let mut total = 0u64;
+    let mut most = (0u64, 0usize);
+    for (i, f) in flags.iter().enumerate() {
+        let cost = f
+            .rules
+            .iter()
+            .map(|r| {
+                (1 + serve_cost(&r.serve)).saturating_add(conditions_cost(&r.conditions, segments))
+            })
+            .fold(
+                1 + f.prerequisites.len() as u64 + serve_cost(&f.fallthrough),
+                u64::saturating_add,
+            );
+        total = total.saturating_add(cost);
+        if cost > most.0 {
+            most = (cost, i);
+        }
+    }
+    if total > MAX_EVALUATION_COST {
+        let (cost, i) = most;
+        return Err(error(
+            "flag",
+            &flags[i].key,
+            "rules",
+            format!(
+                "evaluating every flag of the environment would cost {total} units, over the \
+                 limit of {MAX_EVALUATION_COST}; this flag, the most expensive, costs {cost} \
+                 (a unit is about one condition test; segments count once per reference)"
+            ),
+        ));
+    }
+    Ok(total)
 }

@@ -5,17 +5,25 @@
 use rustc_hash::FxHashSet as HashSet;
 use std::cmp::Ordering;
 
-use regex::Regex;
+use regex_automata::meta::Regex;
 use serde_json::{Number, Value};
 
 use crate::context::Context;
+use crate::limits::{
+    REGEX_CACHE_PER_PROGRAM_BYTE, REGEX_MAX_CACHE, REGEX_MAX_INPUT, REGEX_MAX_LEN, REGEX_MIN_CACHE,
+    REGEX_SIZE_LIMIT,
+};
 use crate::model::{Condition, Operator};
 
-/// Largest compiled regex program, in bytes; guards against patterns whose
-/// automaton would explode (`(a{1000}){1000}`).
-pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
-/// Longest accepted regex source.
-pub const REGEX_MAX_LEN: usize = 4096;
+/// A compiled regex and the memory it accounts for.
+#[derive(Debug)]
+pub(crate) struct Pattern {
+    re: Regex,
+    /// Program plus the largest caches one thread can grow for it: two
+    /// lazy DFAs of the capacity it was built with, and the NFA
+    /// simulation's, at most the program's size.
+    memory: usize,
+}
 
 /// Resolves a segment key to its index in the evaluator.
 pub(crate) type SegmentLookup<'a> = &'a dyn Fn(&str) -> Option<usize>;
@@ -33,7 +41,7 @@ pub(crate) enum Test {
     Contains(String, bool),
     StartsWith(String),
     EndsWith(String),
-    Matches(Box<Regex>, bool),
+    Matches(Box<Pattern>, bool),
     Number(Cmp, f64),
     Semver(Cmp, Box<semver::Version>),
     Instant(Cmp, i128),
@@ -242,17 +250,9 @@ pub(crate) fn compile_condition(
                     format!("invalid regex: longer than {REGEX_MAX_LEN} bytes"),
                 );
             }
-            let re = regex::RegexBuilder::new(&src)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .dfa_size_limit(REGEX_SIZE_LIMIT)
-                .build()
-                .map_err(|e| {
-                    (
-                        "value".to_string(),
-                        OperandError(format!("invalid regex: {e}")),
-                    )
-                })?;
-            Test::Matches(Box::new(re), c.op == Operator::NotMatches)
+            let pattern =
+                build_pattern(&src).map_err(|e| ("value".to_string(), OperandError(e)))?;
+            Test::Matches(Box::new(pattern), c.op == Operator::NotMatches)
         }
         Operator::Lt | Operator::Lte | Operator::Gt | Operator::Gte => {
             let Some(n) = v.as_f64() else {
@@ -319,6 +319,57 @@ pub(crate) fn compile_condition(
     })
 }
 
+/// Compiles a pattern with a lazy DFA cache that suits its program:
+/// [`REGEX_CACHE_PER_PROGRAM_BYTE`] times its size, within
+/// [`REGEX_MIN_CACHE`]..=[`REGEX_MAX_CACHE`]. Most hand-written patterns
+/// fit the smallest cache and are built once; a larger program is rebuilt
+/// with a larger cache, without which its lazy DFA would not run and
+/// every match would take the far slower NFA simulation.
+fn build_pattern(src: &str) -> Result<Pattern, String> {
+    let cache_for = |re: &Regex| {
+        (re.memory_usage() * REGEX_CACHE_PER_PROGRAM_BYTE).clamp(REGEX_MIN_CACHE, REGEX_MAX_CACHE)
+    };
+    let mut re = build_regex(src, REGEX_MIN_CACHE)?;
+    let cache = cache_for(&re);
+    if cache > REGEX_MIN_CACHE {
+        re = build_regex(src, cache)?;
+    }
+    Ok(Pattern {
+        memory: 2 * re.memory_usage() + 2 * cache,
+        re,
+    })
+}
+
+/// Compiles a pattern with the `regex` crate's semantics (Unicode, UTF-8,
+/// leftmost-first), through its engine `regex_automata::meta`, which can
+/// say how much memory the compiled pattern holds. The program size and
+/// the lazy DFA's cache are both capped (`crate::limits`).
+fn build_regex(src: &str, cache: usize) -> Result<Regex, String> {
+    use regex_automata::util::syntax;
+    let config = Regex::config()
+        .utf8_empty(true)
+        .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+        .hybrid_cache_capacity(cache)
+        // Only `is_match` is used: engines that serve capture groups
+        // would hold memory for nothing (the backtracker's visited set is
+        // 256 KiB per thread and regex, and not configurable here).
+        .backtrack(false)
+        .onepass(false);
+    Regex::builder()
+        .configure(config)
+        .syntax(syntax::Config::new().utf8(true))
+        .build(src)
+        .map_err(|e| {
+            if let Some(limit) = e.size_limit() {
+                format!("invalid regex: its compiled program exceeds the limit of {limit} bytes")
+            } else if let Some(syntax) = e.syntax_error() {
+                format!("invalid regex: {syntax}")
+            } else {
+                format!("invalid regex: {e}")
+            }
+        })
+}
+
 fn cmp_of(op: Operator) -> Cmp {
     match op {
         Operator::Lt | Operator::SemverLt => Cmp::Lt,
@@ -336,6 +387,39 @@ pub(crate) fn check_condition(c: &Condition) -> Result<CompiledCondition, String
 }
 
 impl CompiledCondition {
+    /// Heap memory a regex operand may hold: its compiled program plus the
+    /// largest cache one evaluating thread can grow for it. Zero for every
+    /// other operator.
+    pub(crate) fn regex_memory(&self) -> usize {
+        match &self.test {
+            Test::Matches(p, _) => p.memory,
+            _ => 0,
+        }
+    }
+
+    /// Cost of one test, in the units of
+    /// [`crate::limits::MAX_EVALUATION_COST`]: one, and for a regex one
+    /// more per [`crate::limits::REGEX_BYTES_PER_UNIT`] of its program
+    /// (matching time on an input of [`REGEX_MAX_INPUT`] bytes grows with
+    /// the program). Segment references are added by the caller.
+    pub(crate) fn cost(&self) -> u64 {
+        match &self.test {
+            Test::Matches(p, _) => {
+                1 + (p.re.memory_usage() / crate::limits::REGEX_BYTES_PER_UNIT) as u64
+            }
+            _ => 1,
+        }
+    }
+
+    /// The segments a segment operator refers to; empty for every other
+    /// operator.
+    pub(crate) fn segments(&self) -> &[usize] {
+        match &self.test {
+            Test::InSegment(segments, _) => segments,
+            _ => &[],
+        }
+    }
+
     /// Whether the condition holds. Segment tests are delegated to
     /// `in_segment(segment_index, unit)`.
     #[inline]
@@ -366,8 +450,10 @@ impl CompiledCondition {
             },
             Test::StartsWith(p) => v.as_str().is_some_and(|s| s.starts_with(p.as_str())),
             Test::EndsWith(p) => v.as_str().is_some_and(|s| s.ends_with(p.as_str())),
-            Test::Matches(re, neg) => match v {
-                Value::String(s) => re.is_match(s) != *neg,
+            // A longer string is unusable, like a type mismatch: matching
+            // costs up to (program size x input length).
+            Test::Matches(p, neg) => match v {
+                Value::String(s) if s.len() <= REGEX_MAX_INPUT => p.re.is_match(s) != *neg,
                 _ => false,
             },
             Test::Number(cmp, n) => match v.as_f64() {

@@ -8,6 +8,8 @@
 //! - [`Evaluator::evaluate`] / [`Evaluator::evaluate_all`]: evaluation for
 //!   one [`Context`], returning borrowed [`Evaluation`]s.
 //! - [`bucket`]: the frozen bucketing function (murmur3 x86_32, seed 0).
+//! - [`limits`]: what one environment may cost to evaluate (prerequisite
+//!   depth, work, regex memory); `compile` enforces them.
 //! - [`metric`]: metric definitions (what an experiment measures) and the
 //!   filter that matches tracked events' attributes.
 //! - `condition`: compiled operators.
@@ -20,6 +22,7 @@ mod compile;
 mod condition;
 mod context;
 mod eval;
+pub mod limits;
 pub mod metric;
 pub mod model;
 
