@@ -1,4 +1,6 @@
-//! `switchyard eval`: evaluate a configuration document by hand.
+//! `switchyard eval`: evaluate a configuration document by hand. Prints
+//! each evaluation as JSON with the names the HTTP answers use for the same
+//! things (`errorCode`), and the evaluator's own reasons (`docs/evaluation.md`).
 
 use std::path::Path;
 

@@ -68,6 +68,28 @@ fn eval_prints_one_flag_with_value_variant_and_reason() {
 }
 
 #[test]
+fn eval_names_the_error_code_errorcode_as_every_http_answer_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, r#"{"flags": []}"#).unwrap();
+    let out = bin()
+        .args(["eval", "--config"])
+        .arg(&path)
+        .args(["--flag", "ghost"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["reason"], "ERROR", "{v}");
+    assert_eq!(v["errorCode"], "FLAG_NOT_FOUND", "{v}");
+    assert!(v.get("error_code").is_none(), "{v}");
+}
+
+#[test]
 fn eval_rejects_an_invalid_document_naming_the_flag_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.json");

@@ -15,6 +15,16 @@
 //! come from the [`Principal`] extractor; client and server SDK keys may
 //! evaluate.
 //!
+//! Reasons on the wire are OpenFeature's only ([`wire_reason`]): a failed
+//! prerequisite is `DEFAULT`, with `PREREQUISITE_FAILED` kept in the
+//! metadata under [`REASON_METADATA`].
+//!
+//! Exposures: a single-flag evaluation that assigns the unit to a running
+//! experiment logs one (the application asked for that flag, so the unit
+//! is served it where it matters). A bulk evaluation is a pre-fetch of
+//! every flag, most of which the application may never read: it logs none;
+//! the SDK reports an exposure when a flag is read (`POST /api/v1/events`).
+//!
 //! This is the hot path of the server. The snapshot is read lock-free, the
 //! evaluation borrows from it, and the response is serialized straight from
 //! the borrowed [`Evaluation`] into one buffer: the request's context is the
@@ -290,6 +300,7 @@ async fn evaluate_flag(
     };
     if evaluation.reason != Reason::Error {
         // Served evaluations are counted (as before); failures are not.
+        // This is the one place that logs exposures (see the module doc).
         if let Some(i) = index {
             snapshot.evaluation_counters(&state.metrics)[i].inc();
         }
@@ -362,10 +373,8 @@ async fn evaluate_flags(
     for counter in snapshot.evaluation_counters(&state.metrics) {
         counter.inc();
     }
+    // No exposures: a pre-fetch is not a read (see the module doc).
     let evaluations = evaluator.evaluate_all(&context);
-    for e in &evaluations {
-        log_exposure(&state, &snapshot, &context, e);
-    }
     let body = BulkBody {
         evaluations: &evaluations,
         snapshot: &snapshot,
@@ -397,32 +406,65 @@ fn failure_of(e: &Evaluation<'_>, snapshot: &Snapshot) -> (OfrepCode, String) {
     }
 }
 
+/// The metadata entry that carries the evaluator's own reason where it is
+/// finer than OpenFeature's (`PREREQUISITE_FAILED`).
+pub const REASON_METADATA: &str = "switchyard.reason";
+
+/// The OpenFeature reason of an evaluation, and the evaluator's finer
+/// reason when OpenFeature has no word for it. A failed prerequisite
+/// serves the flag's off variation as a fallback, without evaluating its
+/// targeting: OpenFeature's `DEFAULT` ("fell back to a pre-configured
+/// value"), not `DISABLED` (the flag itself is on).
+pub fn wire_reason(reason: Reason) -> (&'static str, Option<&'static str>) {
+    match reason {
+        Reason::PrerequisiteFailed => ("DEFAULT", Some(reason.as_str())),
+        Reason::Static
+        | Reason::Default
+        | Reason::TargetingMatch
+        | Reason::Split
+        | Reason::Disabled
+        | Reason::Error => (reason.as_str(), None),
+    }
+}
+
 /// `{key, value, reason, variant, metadata}`.
 struct SuccessItem<'a>(&'a Evaluation<'a>);
 
 impl Serialize for SuccessItem<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let e = self.0;
+        let (reason, detail) = wire_reason(e.reason);
         let mut m = s.serialize_map(Some(5))?;
         m.serialize_entry("key", e.key)?;
         m.serialize_entry("value", &e.value)?;
-        m.serialize_entry("reason", e.reason.as_str())?;
+        m.serialize_entry("reason", reason)?;
         if let Some(variant) = e.variant {
             m.serialize_entry("variant", variant)?;
         }
-        m.serialize_entry("metadata", &Metadata(e.metadata))?;
+        m.serialize_entry("metadata", &Metadata(e.metadata, detail))?;
         m.end()
     }
 }
 
-/// Flag metadata; always an object, `{}` when the flag has none.
-struct Metadata<'a>(Option<&'a Map<String, Value>>);
+/// Flag metadata, plus the finer reason if there is one (it replaces a
+/// flag's own entry of that name); always an object, `{}` when empty.
+struct Metadata<'a>(Option<&'a Map<String, Value>>, Option<&'static str>);
 
 impl Serialize for Metadata<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Some(map) => map.serialize(s),
-            None => s.serialize_map(Some(0))?.end(),
+        match (self.0, self.1) {
+            (Some(map), None) => map.serialize(s),
+            (None, None) => s.serialize_map(Some(0))?.end(),
+            (map, Some(detail)) => {
+                let mut m = s.serialize_map(None)?;
+                for (k, v) in map.into_iter().flatten() {
+                    if k != REASON_METADATA {
+                        m.serialize_entry(k, v)?;
+                    }
+                }
+                m.serialize_entry(REASON_METADATA, detail)?;
+                m.end()
+            }
         }
     }
 }
