@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod admin_key;
 mod analyze;
 mod eval;
+mod events;
 mod serve;
 
 /// mimalloc instead of the system allocator: a request allocates a few
@@ -53,6 +54,9 @@ enum Command {
     /// Create an admin API key directly in the config store (for a lost
     /// key or automation) and print its secret once.
     AdminKey(admin_key::AdminKeyArgs),
+    /// Work with stored events (`events export`: raw events as NDJSON).
+    #[command(subcommand)]
+    Events(events::EventsCommand),
     /// Print the version.
     Version,
 }
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         Command::Analyze { file } => analyze::run(file.as_deref()),
         Command::Serve(args) => serve::run(args),
         Command::AdminKey(args) => admin_key::run(args),
+        Command::Events(cmd) => events::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -245,3 +245,75 @@ fn admin_key_creates_a_working_key_in_an_existing_store_and_refuses_a_missing_on
         );
     });
 }
+
+#[test]
+fn events_export_prints_the_stored_events_of_one_environment_as_ndjson() {
+    let data = tempfile::tempdir().unwrap();
+    let now = 1_767_225_600_000i64;
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let events = switchyard_events::Events::open(
+                &data.path().join("events"),
+                switchyard_events::EventsConfig::default(),
+            )
+            .await
+            .unwrap();
+            for (env, t) in [
+                ("production", now),
+                ("production", now + 1000),
+                ("staging", now),
+            ] {
+                let body = format!(r#"[{{"type":"track","unit":"u","name":"buy","time":{t}}}]"#);
+                let body = body.as_bytes();
+                let fmt = switchyard_events::BodyFormat::Json;
+                let r = events
+                    .ingest("demo", env, body, fmt, false, now)
+                    .await
+                    .unwrap();
+                assert_eq!(r.accepted, 1);
+            }
+        });
+    let out = bin()
+        .args([
+            "events",
+            "export",
+            "--project",
+            "demo",
+            "--environment",
+            "production",
+        ])
+        .args(["--to", "2026-01-01T00:00:01Z", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["environment"], "production");
+    assert_eq!(lines[0]["time"], now);
+    let bad = bin()
+        .args([
+            "events",
+            "export",
+            "--project",
+            "demo",
+            "--environment",
+            "production",
+        ])
+        .args(["--from", "soon", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--from"));
+}

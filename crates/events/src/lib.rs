@@ -16,6 +16,7 @@
 //! - `dedup.rs`: the bounded id window and the time window of exposures.
 //! - `deadletter.rs`: rejected events with reasons; list and replay.
 //! - `exposure.rs`: batched, deduplicated exposure logging.
+//! - `export.rs`: raw events out, as NDJSON, a chunk at a time.
 //! - `ingest.rs`: [`Events`], the service the HTTP layer calls.
 //! - `metrics.rs`: Prometheus metrics in the crate's own registry.
 //!
@@ -53,6 +54,7 @@
 
 pub mod deadletter;
 pub mod dedup;
+pub mod export;
 pub mod exposure;
 pub mod ingest;
 pub mod log;
@@ -63,6 +65,7 @@ pub mod segment;
 pub mod stream;
 
 pub use deadletter::{DeadLetter, Filter as DeadLetterFilter, Page as DeadLetterPage};
+pub use export::{Export, ExportFilter};
 pub use exposure::ExposureConfig;
 pub use ingest::{
     BodyFormat, Events, EventsConfig, IngestError, IngestReport, RejectedEvent, ReplayReport,

@@ -232,6 +232,13 @@ fn rows() -> Vec<(Method, &'static str, Option<Value>, [u16; 7])> {
             None,
             [401, 200, 200, 200, 200, 403, 403],
         ),
+        // Raw events hold units and attributes: editors and up.
+        (
+            M::GET,
+            "/events/export?project=demo&environment=production",
+            None,
+            [401, 403, 200, 200, 403, 403, 403],
+        ),
     ]
 }
 

@@ -532,3 +532,145 @@ async fn a_full_disk_answers_503_makes_readyz_not_ready_and_both_recover_without
     let _ = task.await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_editor_exports_the_stored_events_of_one_environment_and_time_range_as_ndjson() {
+    let server = common::start(Backend::Sqlite).await;
+    let prod = sdk_key(&server, ApiKeyKind::Server, "production").await;
+    let dev = sdk_key(&server, ApiKeyKind::Server, "development").await;
+    let admin_key = |role| {
+        let store = server.store.clone();
+        async move {
+            store
+                .create_api_key(
+                    "test",
+                    ApiKeyInput {
+                        name: "person".into(),
+                        kind: ApiKeyKind::Admin(role),
+                        project: None,
+                        environment: None,
+                    },
+                )
+                .await
+                .unwrap()
+                .secret
+        }
+    };
+    let editor = admin_key(switchyard_store::Role::Editor).await;
+    let viewer = admin_key(switchyard_store::Role::Viewer).await;
+    // 3,000 events of about 1 KiB: several chunks of the log.
+    let t0: i64 = 1_767_225_600_000;
+    let pad = "x".repeat(1000);
+    for part in 0..6 {
+        let evs: Vec<Value> = (0..500)
+            .map(|i| {
+                let n = part * 500 + i;
+                json!({"type": "track", "id": format!("p{n}"), "unit": format!("u{n}"),
+                       "name": "buy", "value": n, "time": t0 + n as i64,
+                       "attributes": {"pad": pad}})
+            })
+            .collect();
+        let (s, _, r) = post(
+            &server,
+            &prod,
+            "application/json",
+            false,
+            json!(evs).to_string().into(),
+        )
+        .await;
+        assert_eq!((s, r["accepted"].as_u64()), (200, Some(500)), "{r}");
+    }
+    let other = json!([{"type": "track", "id": "d", "unit": "u", "name": "buy", "time": t0 + 5}]);
+    post(
+        &server,
+        &dev,
+        "application/json",
+        false,
+        other.to_string().into(),
+    )
+    .await;
+
+    let export = |key: String, query: String| {
+        let url = format!("{}/api/v1/events/export?{query}", server.url);
+        async move {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let ct = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, ct, resp.text().await.unwrap())
+        }
+    };
+    let (s, ct, body) = export(editor.clone(), "project=demo&environment=production".into()).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(ct.as_deref(), Some("application/x-ndjson"));
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3000);
+    assert_eq!(lines[0]["id"], "p0");
+    assert_eq!(lines[0]["environment"], "production");
+    assert_eq!(lines[0]["attributes"]["pad"], pad.as_str());
+    assert_eq!(lines[2999]["value"], 2999.0);
+
+    let range = format!(
+        "project=demo&environment=production&from={}&to=2026-01-01T00:00:00.100Z",
+        t0 + 10
+    );
+    let (s, _, body) = export(editor.clone(), range).await;
+    assert_eq!(s, 200);
+    let ids: Vec<String> = body
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let want: Vec<String> = (10..100).map(|n| format!("p{n}")).collect();
+    assert_eq!(ids, want, "from is inclusive, to exclusive");
+
+    // An exported line is a valid event to send again.
+    let (s, _, r) = post(
+        &server,
+        &dev,
+        "application/x-ndjson",
+        false,
+        body.lines().next().unwrap().as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!((s, r["accepted"].as_u64()), (200, Some(1)), "{r}");
+
+    let q = "project=demo&environment=production".to_string();
+    assert_eq!(
+        export(viewer, q.clone()).await.0,
+        403,
+        "raw events need the editor role"
+    );
+    assert_eq!(
+        export(prod.clone(), q.clone()).await.0,
+        403,
+        "SDK keys may not export"
+    );
+    assert_eq!(export("nope".into(), q).await.0, 401);
+    let (s, _, e) = export(editor.clone(), "project=demo".into()).await;
+    assert_eq!(s, 400, "{e}");
+    let (s, _, e) = export(
+        editor.clone(),
+        "project=demo&environment=production&from=yesterday".into(),
+    )
+    .await;
+    assert_eq!(s, 400, "{e}");
+    assert!(e.contains("\"field\":\"from\""), "{e}");
+    let (s, _, _) = export(editor, "project=demo&environment=nowhere".into()).await;
+    assert_eq!(s, 404);
+    server.stop().await;
+}

@@ -1,7 +1,9 @@
 //! Event ingestion: `POST /api/v1/events` (server or client SDK key), and
 //! the dead-letter store: `GET /api/v1/events/dead-letters`, `POST
 //! /api/v1/events/dead-letters/replay` (admin keys; a server SDK key may
-//! list its own environment's). The work is done by
+//! list its own environment's), and `GET /api/v1/events/export` (raw
+//! events of one environment as streamed NDJSON; admin keys with the
+//! editor role, as they hold units and attributes). The work is done by
 //! [`switchyard_events::Events`]; this module maps HTTP to it.
 
 use std::sync::Arc;
@@ -16,7 +18,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use switchyard_events::{BodyFormat, DeadLetterFilter, Events, IngestError, StreamError};
+use switchyard_events::{
+    BodyFormat, DeadLetterFilter, Events, Export, ExportFilter, IngestError, StreamError,
+};
 use switchyard_store::{ApiKeyKind, Role};
 
 use crate::auth::Principal;
@@ -31,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/events", post(ingest))
         .route("/api/v1/events/dead-letters", get(list_dead_letters))
         .route("/api/v1/events/dead-letters/replay", post(replay))
+        .route("/api/v1/events/export", get(export))
 }
 
 fn events(state: &AppState) -> Result<&Arc<Events>, ApiError> {
@@ -266,4 +271,82 @@ async fn replay(
         Ok(report) => Ok(Json(report).into_response()),
         Err(e) => Ok(ingest_error(e)),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    project: Option<String>,
+    environment: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A time bound: milliseconds since the Unix epoch or RFC 3339.
+fn time_bound(field: &str, value: Option<String>) -> Result<Option<i64>, ApiError> {
+    let Some(v) = value else { return Ok(None) };
+    switchyard_events::export::parse_time_bound(&v)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                field,
+                format!("{field} must be milliseconds since the Unix epoch or an RFC 3339 time"),
+            )
+        })
+}
+
+/// Streams the stored events of one environment (and time range) as
+/// NDJSON, reading the log a chunk at a time: memory stays at about one
+/// chunk however large the log, and a slow client slows the reading. A
+/// read error mid-way aborts the response (the client sees an incomplete
+/// body, never a silently short one).
+async fn export(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let project = q
+        .project
+        .or_else(|| principal.key().project.clone())
+        .ok_or_else(|| ApiError::invalid_field("project", "project is required"))?;
+    principal.require_admin(Role::Editor, Some(&project))?;
+    let environment = q
+        .environment
+        .ok_or_else(|| ApiError::invalid_field("environment", "environment is required"))?;
+    let from_ms = time_bound("from", q.from)?;
+    let to_ms = time_bound("to", q.to)?;
+    if state.snapshots.get(&project, &environment).is_none() {
+        return Err(ApiError::NotFound(format!(
+            "no environment {environment:?} in project {project:?}"
+        )));
+    }
+    let events = events(&state)?.clone();
+    let filter = ExportFilter {
+        project,
+        environment,
+        from_ms,
+        to_ms,
+    };
+    let export = Export::new(events.stream().as_ref(), filter);
+    let chunks =
+        futures_util::stream::try_unfold((events, export), |(events, mut export)| async move {
+            loop {
+                match export.next_chunk(events.stream().as_ref()).await {
+                    // The log's reads are synchronous file reads of one chunk:
+                    // let other tasks run between chunks.
+                    Ok(Some(chunk)) if chunk.is_empty() => tokio::task::yield_now().await,
+                    Ok(Some(chunk)) => return Ok(Some((Bytes::from(chunk), (events, export)))),
+                    Ok(None) => return Ok(None),
+                    Err(e) => {
+                        tracing::error!(error = %e, "event export failed mid-way");
+                        return Err(std::io::Error::other(e.to_string()));
+                    }
+                }
+            }
+        });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response())
 }
