@@ -72,6 +72,10 @@ impl SqlStore {
             Box::pin(async move {
                 // WAL: readers never wait for the writer. The busy timeout
                 // makes a second writer wait instead of failing at once.
+                // FULL: a commit is on disk before it is acknowledged, so a
+                // power loss cannot undo a config write the API confirmed
+                // (NORMAL could). Config writes are rare; the cost is one
+                // more fsync per write.
                 sqlx::query("PRAGMA journal_mode = WAL")
                     .execute(&mut *conn)
                     .await?;
@@ -81,7 +85,7 @@ impl SqlStore {
                 sqlx::query("PRAGMA busy_timeout = 10000")
                     .execute(&mut *conn)
                     .await?;
-                sqlx::query("PRAGMA synchronous = NORMAL")
+                sqlx::query("PRAGMA synchronous = FULL")
                     .execute(&mut *conn)
                     .await?;
                 Ok(())
@@ -280,5 +284,21 @@ pub(crate) fn check_version(
             key: key.to_string(),
             current,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn sqlite_commits_with_synchronous_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("config.db").display());
+        let store = super::SqlStore::open_sqlite(&url).await.unwrap();
+        let mut conn = store.read().await.unwrap();
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(level, 2, "2 is FULL (1 is NORMAL)");
     }
 }
