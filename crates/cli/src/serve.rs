@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use switchyard_server::cors::CorsOrigins;
+use switchyard_server::net::NetConfig;
 use switchyard_server::{AppState, ServerConfig};
 
 /// Settings of `switchyard serve`; every flag can also come from the
@@ -37,6 +39,102 @@ pub struct ServeArgs {
     /// Worker threads of the async runtime (default: one per core).
     #[arg(long, env = "SWITCHYARD_THREADS")]
     threads: Option<usize>,
+    /// Address of a second listener for operations endpoints (`/metrics`
+    /// without a key, `/healthz`, `/readyz`). Without it, `/metrics` on
+    /// `--listen` needs an organisation-wide admin key.
+    #[arg(long, env = "SWITCHYARD_OPS_LISTEN")]
+    ops_listen: Option<SocketAddr>,
+    /// Open connections at most; past it new ones get a 503. Default: the
+    /// open-file limit (`ulimit -n`) less 256 kept for the store, the
+    /// event log and the operations listener.
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Time a client has to send a complete request head (`10s`, `500ms`).
+    #[arg(long, env = "SWITCHYARD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// Time a client has to send a request body, once the server reads it.
+    #[arg(long, env = "SWITCHYARD_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    body_read_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    /// Keep it above your load balancer's idle timeout (60 s on many).
+    #[arg(long, env = "SWITCHYARD_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// On SIGTERM, how long requests in flight may take to finish before
+    /// their connections are closed.
+    #[arg(long, env = "SWITCHYARD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    shutdown_timeout: Duration,
+    /// Origins whose web pages may call OFREP, the SDK routes and event
+    /// ingestion: `*` (any), `none`, or a comma-separated list such as
+    /// `https://app.example.com,http://localhost:3000`.
+    #[arg(long, env = "SWITCHYARD_CORS_ORIGINS", default_value = "*")]
+    cors_origins: CorsOrigins,
+}
+
+/// A duration such as `10s`, `500ms`, `2m` or `1h`; a bare number is
+/// seconds. Zero is refused: every limit must hold.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 10s, 500ms or 2m"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?}: use ms, s, m or h"
+            ));
+        }
+    };
+    if !(seconds > 0.0 && seconds.is_finite() && seconds < 1e9) {
+        return Err(format!("{s:?}: a timeout must be more than zero"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// File descriptors kept for everything but client connections.
+const FD_RESERVE: u64 = 256;
+
+/// The soft open-file limit (`ulimit -n`), where the system says it.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?;
+    match soft {
+        "unlimited" => Some(u64::MAX),
+        n => n.parse().ok(),
+    }
+}
+
+/// `--max-connections`, or one derived from the open-file limit: the cap
+/// exists so the server refuses a connection before the process runs out
+/// of descriptors (then it could not even accept one to refuse it).
+fn max_connections(asked: Option<usize>) -> usize {
+    let limit = open_file_limit();
+    let room = limit.map(|l| l.saturating_sub(FD_RESERVE).max(16));
+    match (asked, room) {
+        (Some(n), Some(room)) if n as u64 > room => {
+            tracing::warn!(
+                max_connections = n,
+                open_file_limit = limit,
+                "--max-connections is above what the open-file limit leaves room for; \
+                 raise `ulimit -n` or connections may fail with \"too many open files\""
+            );
+            n
+        }
+        (Some(n), _) => n,
+        (None, Some(room)) => usize::try_from(room).unwrap_or(usize::MAX).min(1 << 20),
+        (None, None) => NetConfig::default().max_connections,
+    }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -101,10 +199,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         println!();
     }
+    let net = NetConfig {
+        header_read_timeout: args.header_read_timeout,
+        body_read_timeout: args.body_read_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connections: max_connections(args.max_connections),
+        shutdown_timeout: args.shutdown_timeout,
+    };
+    tracing::info!(
+        max_connections = net.max_connections,
+        header_read_timeout = ?net.header_read_timeout,
+        body_read_timeout = ?net.body_read_timeout,
+        idle_timeout = ?net.idle_timeout,
+        "connection limits"
+    );
     let config = ServerConfig {
         body_limit: args.body_limit,
         rate_limit_per_key: args.rate_limit_per_key,
         stream_keepalive: Duration::from_secs(15),
+        net,
+        cors: args.cors_origins.clone(),
     };
     let events_dir = args.data_dir.join("events");
     let events =
@@ -118,8 +232,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(address = %args.listen, "listening");
-    switchyard_server::run(listener, state, shutdown_signal())
+    let address = listener.local_addr().unwrap_or(args.listen);
+    tracing::info!(%address, "listening");
+    let ops = match args.ops_listen {
+        Some(addr) => {
+            let ops = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--ops-listen)"))?;
+            let address = ops.local_addr().unwrap_or(addr);
+            tracing::info!(%address, "operations endpoints listening");
+            Some(ops)
+        }
+        None => None,
+    };
+    switchyard_server::run_with_ops(listener, ops, state, shutdown_signal())
         .await
         .context("server failed")?;
     tracing::info!("stopped");
@@ -145,5 +271,33 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_with_units_and_zero_is_refused() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["0", "0s", "", "s", "ten", "5d", "-1s", "1e99"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_default_connection_cap_leaves_room_under_the_open_file_limit() {
+        let limit = open_file_limit().expect("Linux reports its open-file limit");
+        let cap = max_connections(None) as u64;
+        assert!(
+            cap + FD_RESERVE <= limit.max(16 + FD_RESERVE),
+            "cap {cap}, limit {limit}"
+        );
+        assert_eq!(max_connections(Some(7)), 7);
     }
 }

@@ -92,6 +92,10 @@ pub struct StillRejected {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
+    /// The body is not JSON (or NDJSON) at all: syntax, truncation, not UTF-8.
+    #[error("{0}")]
+    InvalidJson(String),
+    /// The body cannot be used otherwise (e.g. a broken gzip stream).
     #[error("{0}")]
     InvalidBody(String),
     #[error("the body exceeds {max} bytes")]
@@ -233,7 +237,8 @@ impl Events {
         };
         let events = parsed.map_err(|e| match e {
             BatchError::TooManyEvents { max } => IngestError::TooManyEvents { max },
-            other => IngestError::InvalidBody(other.to_string()),
+            BatchError::NotABatch(m) => IngestError::InvalidBody(m),
+            other => IngestError::InvalidJson(other.to_string()),
         })?;
         let mut batch = EncodedBatch::with_capacity(body.len() + body.len() / 2, events.len());
         let mut indices = Vec::with_capacity(events.len());

@@ -108,6 +108,9 @@ impl Rejection {
 pub enum BatchError {
     #[error("invalid JSON: {0}")]
     InvalidJson(String),
+    /// JSON, but not a batch: neither an array of events nor `{"events": [...]}`.
+    #[error("not a batch of events: {0}")]
+    NotABatch(String),
     #[error("a batch holds at most {max} events")]
     TooManyEvents { max: usize },
     #[error("the body is not UTF-8")]
@@ -437,6 +440,9 @@ pub fn parse_json<'a>(body: &'a [u8], limits: &Limits) -> Result<Vec<RawEvent<'a
         Err(_) if too_many.get() => Err(BatchError::TooManyEvents {
             max: limits.max_events,
         }),
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            Err(BatchError::NotABatch(e.to_string()))
+        }
         Err(e) => Err(BatchError::InvalidJson(e.to_string())),
     }
 }

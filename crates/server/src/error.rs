@@ -132,6 +132,13 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(UNAVAILABLE_RETRY_AFTER),
             );
         }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 §11.6.1: a 401 names the scheme it wants.
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"switchyard\""),
+            );
+        }
         resp
     }
 }

@@ -1,5 +1,15 @@
 //! Request extractors whose failures are [`ApiError`]s, so that a malformed
 //! body gets the same JSON error shape as everything else.
+//!
+//! One vocabulary for bodies every JSON route uses (OFREP excepted, whose
+//! protocol says `PARSE_ERROR`):
+//! - `invalid_json`: the body is not JSON at all (a syntax error, a
+//!   truncated document, bytes that are not UTF-8);
+//! - `invalid_body`: it is JSON, of the wrong shape (a missing or
+//!   mistyped field, an unknown one where those are refused; `field` names
+//!   it when known) or it could not be read whole;
+//! - `unsupported_media_type`: the `Content-Type` is not JSON;
+//! - `payload_too_large` (413): over the body limit.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -61,6 +71,20 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             message: other.body_text(),
             field: None,
         },
+    }
+}
+
+/// The error for a body `serde_json` could not read: `invalid_json` when
+/// it is not JSON, `invalid_body` when it is JSON of the wrong shape.
+pub fn serde_error(e: &serde_json::Error, message: String) -> ApiError {
+    let code = match e.classify() {
+        serde_json::error::Category::Data => "invalid_body",
+        _ => "invalid_json",
+    };
+    ApiError::BadRequest {
+        code,
+        message,
+        field: None,
     }
 }
 

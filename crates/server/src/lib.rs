@@ -2,8 +2,12 @@
 //!
 //! # Layout
 //! - [`app`] builds the whole [`axum::Router`] from an [`AppState`]; [`run`]
-//!   serves it on a listener until a shutdown signal. Tests call both
-//!   directly (port 0), the binary only wires configuration to them.
+//!   serves it on a listener until a shutdown signal ([`run_with_ops`]
+//!   also serves [`ops_app`] on a second one). Tests call them directly
+//!   (port 0), the binary only wires configuration to them.
+//! - `net.rs`: the serving loop (hyper): connection cap, header, idle and
+//!   body timeouts, bounded shutdown.
+//! - `cors.rs`: CORS for the routes browsers call.
 //! - `state.rs`: [`AppState`] (store, snapshots, auth cache, limiter, metrics).
 //! - `snapshots.rs`: compiled per-environment configuration in memory,
 //!   swapped atomically on store change notifications. Evaluation requests
@@ -19,16 +23,19 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod auth;
+pub mod cors;
 pub mod error;
 pub mod extract;
 mod fresh;
 pub mod limiter;
 pub mod metrics;
+pub mod net;
 pub mod routes;
 pub mod snapshots;
 pub mod state;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -40,7 +47,15 @@ pub use state::{AppState, ServerConfig};
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     // Extractors enforce the body limit and answer a JSON 413 (extract.rs).
-    with_layers(routes::router(&state), state)
+    let routes = routes::router(&state)
+        .layer(cors::CorsLayer::new(state.config.cors.clone()));
+    with_layers(routes, state)
+}
+
+/// The operations listener's application: `/healthz`, `/readyz` and
+/// `/metrics` without a key (routes/ops.rs).
+pub fn ops_app(state: AppState) -> Router {
+    with_layers(routes::ops::ops_router(), state)
 }
 
 /// The layers every route gets. The metrics layer is outermost, so a
@@ -61,23 +76,79 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run_with_ops(listener, None, state, shutdown).await
+}
+
+/// Connections the operations listener holds at most.
+pub const OPS_MAX_CONNECTIONS: usize = 128;
+
+/// [`run`], and [`ops_app`] on `ops` when given. Both listeners have the
+/// limits of `state.config.net`, each its own connection cap (at most
+/// [`OPS_MAX_CONNECTIONS`] on `ops`), so a flood on the API cannot stop
+/// Prometheus or a health check on `ops`.
+///
+/// On `shutdown`: both stop accepting, streams end, requests in flight
+/// get `shutdown_timeout` to finish, and the connections still open then
+/// are closed.
+pub async fn run_with_ops(
+    listener: TcpListener,
+    ops: Option<TcpListener>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use net::Stop;
+
     let refresher = tokio::spawn(
         state
             .snapshots
             .clone()
             .follow(state.shutdown.subscribe(), Duration::from_secs(30)),
     );
-    let stop = state.shutdown.clone();
-    let app = app(state);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: draining requests, closing streams");
-            stop.send_replace(true);
-        })
-        .await;
+    let config = Arc::new(state.config.net.clone());
+    let (stop, stopped) = tokio::sync::watch::channel(Stop::Running);
+    let mut loops = vec![tokio::spawn(net::serve(
+        listener,
+        app(state.clone()),
+        config.clone(),
+        state.metrics.clone(),
+        stopped.clone(),
+    ))];
+    if let Some(ops) = ops {
+        // Scrapers and health checks need few connections.
+        let ops_config = Arc::new(net::NetConfig {
+            max_connections: config.max_connections.min(OPS_MAX_CONNECTIONS),
+            ..(*config).clone()
+        });
+        loops.push(tokio::spawn(net::serve(
+            ops,
+            ops_app(state.clone()),
+            ops_config,
+            state.metrics.clone(),
+            stopped,
+        )));
+    }
+    shutdown.await;
+    tracing::info!("shutting down: draining requests, closing streams");
+    state.shutdown.send_replace(true);
+    stop.send_replace(Stop::Graceful);
+    let mut drained = std::pin::pin!(async move {
+        for serving in loops {
+            let _ = serving.await;
+        }
+    });
+    if tokio::time::timeout(config.shutdown_timeout, drained.as_mut())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            after = ?config.shutdown_timeout,
+            "shutdown: closing connections whose requests are still in flight"
+        );
+        stop.send_replace(Stop::Force);
+        drained.await;
+    }
     let _ = refresher.await;
-    result
+    Ok(())
 }
 
 #[cfg(test)]

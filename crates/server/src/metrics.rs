@@ -19,11 +19,59 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// Labels of a request. Every value comes from a closed set, never from
+/// the request as sent: `method` is a standard method's name or `other`
+/// ([`method_label`]), `route` the matched route's template or
+/// `unmatched`, `status` a status this server answers with. A client
+/// inventing methods or paths therefore adds no series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub method: String,
     pub route: String,
     pub status: u16,
+}
+
+/// The `method` label of a request: the standard methods by name, any
+/// other (extension) method as `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// Why the server closed a connection or failed a body on its own.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum TimeoutKind {
+    /// A request head was not complete in time.
+    Header,
+    /// A kept-alive connection waited too long for its next request.
+    Idle,
+    /// A request body did not arrive in time.
+    Body,
+}
+
+impl TimeoutKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeoutKind::Header => "header",
+            TimeoutKind::Idle => "idle",
+            TimeoutKind::Body => "body",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TimeoutLabels {
+    pub kind: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -50,6 +98,12 @@ pub struct Metrics {
     request_handles: RwLock<RequestCache>,
     pub store_errors: Counter,
     pub stream_clients: Gauge,
+    /// Open HTTP connections (of every listener).
+    pub connections_open: Gauge,
+    /// Connections refused at the connection cap.
+    pub connections_refused: Counter,
+    /// Header, idle and body timeouts, in [`TimeoutKind`]'s order.
+    timeouts: [Counter; 3],
     /// Event ingestion's own registry, appended by [`Metrics::encode`]
     /// (set by [`AppState::with_events`]).
     pub events: std::sync::OnceLock<std::sync::Arc<switchyard_events::Events>>,
@@ -99,6 +153,31 @@ impl Metrics {
             "Connected streaming (SSE) clients",
             stream_clients.clone(),
         );
+        let connections_open = Gauge::default();
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_open",
+            "Open HTTP connections",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "HTTP connections refused because the connection limit was reached",
+            connections_refused.clone(),
+        );
+        let timeout_family = Family::<TimeoutLabels, Counter>::default();
+        let timeouts = [TimeoutKind::Header, TimeoutKind::Idle, TimeoutKind::Body].map(|kind| {
+            timeout_family
+                .get_or_create(&TimeoutLabels {
+                    kind: kind.as_str(),
+                })
+                .clone()
+        });
+        registry.register(
+            "http_timeouts",
+            "Connections closed (header, idle) or bodies failed (body) by a timeout",
+            timeout_family,
+        );
         Metrics {
             registry,
             requests,
@@ -107,6 +186,9 @@ impl Metrics {
             request_handles: RwLock::new(HashMap::new()),
             store_errors,
             stream_clients,
+            connections_open,
+            connections_refused,
+            timeouts,
             events: std::sync::OnceLock::new(),
         }
     }
@@ -132,6 +214,16 @@ impl Metrics {
                     .clone()
             })
             .collect()
+    }
+
+    /// The counter of one kind of timeout.
+    pub fn timeouts(&self, kind: TimeoutKind) -> &Counter {
+        &self.timeouts[kind as usize]
+    }
+
+    /// The body-timeout counter, for a request's body to keep.
+    pub(crate) fn body_timeouts(&self) -> Counter {
+        self.timeouts[TimeoutKind::Body as usize].clone()
     }
 
     pub fn encode(&self) -> String {
@@ -195,7 +287,7 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         let start = Instant::now();
         let route = req.extensions().get::<MatchedPath>().cloned();
-        let method = req.method().clone();
+        let method = method_label(req.method());
         TrackFuture {
             inner: self.inner.call(req),
             start,
@@ -213,7 +305,7 @@ pin_project_lite::pin_project! {
         inner: F,
         start: Instant,
         route: Option<MatchedPath>,
-        method: Method,
+        method: &'static str,
         metrics: Arc<Metrics>,
     }
 }
@@ -234,7 +326,7 @@ where
                 tracing::warn!(%route, status, "request failed");
             }
             this.metrics.observe_request(
-                this.method.as_str(),
+                this.method,
                 route,
                 status,
                 this.start.elapsed().as_secs_f64(),

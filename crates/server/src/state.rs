@@ -18,6 +18,10 @@ pub struct ServerConfig {
     pub rate_limit_per_key: u32,
     /// How often the SSE stream sends a keep-alive comment.
     pub stream_keepalive: std::time::Duration,
+    /// Connection limits and timeouts (`net.rs`).
+    pub net: crate::net::NetConfig,
+    /// Origins allowed to call the browser routes (`cors.rs`).
+    pub cors: crate::cors::CorsOrigins,
 }
 
 impl Default for ServerConfig {
@@ -26,6 +30,8 @@ impl Default for ServerConfig {
             body_limit: 1 << 20,
             rate_limit_per_key: 0,
             stream_keepalive: std::time::Duration::from_secs(15),
+            net: crate::net::NetConfig::default(),
+            cors: crate::cors::CorsOrigins::default(),
         }
     }
 }

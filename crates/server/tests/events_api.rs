@@ -156,7 +156,7 @@ async fn bad_requests_get_clear_json_errors() {
     .await;
     assert_eq!(
         (s, b["error"]["code"].as_str()),
-        (400, Some("invalid_body"))
+        (400, Some("invalid_json"))
     );
     let (s, _, b) = post(&server, &key, "text/plain", false, b"[]".to_vec()).await;
     assert_eq!(
@@ -254,12 +254,7 @@ async fn metrics_report_accepted_rejected_and_log_figures() {
     let key = sdk_key(&server, ApiKeyKind::Server, "production").await;
     let body = json!([{"type": "track", "unit": "u", "name": "n"}, {"type": "x"}]).to_string();
     post(&server, &key, "application/json", false, body.into_bytes()).await;
-    let text = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics_text().await;
     assert!(
         text.contains("switchyard_events_accepted_total 1"),
         "{text}"

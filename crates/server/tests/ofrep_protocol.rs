@@ -667,14 +667,7 @@ async fn evaluations_are_counted_per_flag_across_config_changes() {
             .find_map(|l| l.strip_prefix(label.as_str()))
             .map_or(0, |v| v.trim().parse().expect("a count"))
     };
-    let metrics = || async {
-        reqwest::get(format!("{}/metrics", server.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || server.metrics_text();
     let body = r#"{"context": {"targetingKey": "u-1"}}"#;
     for _ in 0..3 {
         let (status, _, text) = post(

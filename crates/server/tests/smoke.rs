@@ -29,12 +29,7 @@ async fn the_server_starts_on_both_backends_and_reports_health() {
         assert_eq!(r.status(), 404);
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], "not_found");
-        let r = client
-            .get(format!("{}/metrics", server.url))
-            .send()
-            .await
-            .unwrap();
-        let text = r.text().await.unwrap();
+        let text = server.metrics_text().await;
         assert!(text.contains("switchyard_http_requests_total"), "{text}");
         assert!(
             server.state.snapshots.get("demo", "production").is_some(),

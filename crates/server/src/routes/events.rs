@@ -58,6 +58,12 @@ fn too_large(message: String) -> Response {
 
 fn ingest_error(e: IngestError) -> Response {
     match e {
+        IngestError::InvalidJson(m) => ApiError::BadRequest {
+            code: "invalid_json",
+            message: m,
+            field: None,
+        }
+        .into_response(),
         IngestError::InvalidBody(m) => ApiError::BadRequest {
             code: "invalid_body",
             message: m,

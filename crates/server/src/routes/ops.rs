@@ -1,4 +1,11 @@
-//! Operations endpoints: liveness, readiness, Prometheus metrics, OpenAPI.
+//! Operations endpoints: liveness, readiness, Prometheus metrics.
+//!
+//! `/metrics` names every project, environment and flag of every tenant,
+//! so on the API listener it needs an organisation-wide admin key (any
+//! role). The operations listener (`--ops-listen`, [`ops_router`]) serves
+//! it without a key: it is meant for a private network or loopback, where
+//! Prometheus scrapes it. `/healthz` and `/readyz` reveal nothing and need
+//! no key on either.
 
 use std::any::Any;
 
@@ -8,14 +15,27 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
+use switchyard_store::Role;
 
+/// The operations routes of the API listener.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_with_key))
+}
+
+/// The routes of the operations listener: the same, `/metrics` without a
+/// key, and nothing else.
+pub fn ops_router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .fallback(not_found)
 }
 
 /// Liveness: the process answers. Also the trivial endpoint the load
@@ -38,6 +58,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
             tracing::warn!(error = %e, "readiness check failed");
             ApiError::Unavailable("config store unreachable".into()).into_response()
         }
+    }
+}
+
+async fn metrics_with_key(state: State<AppState>, principal: Principal) -> Response {
+    match principal.require_admin(Role::Viewer, None) {
+        Ok(()) => metrics(state).await,
+        Err(e) => e.into_response(),
     }
 }
 

@@ -93,6 +93,19 @@ pub async fn start_with(backend: Backend, config: ServerConfig) -> TestServer {
 }
 
 impl TestServer {
+    /// `GET /metrics` with the admin key (it needs one on the API listener).
+    pub async fn metrics_text(&self) -> String {
+        reqwest::Client::new()
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(&self.admin_key)
+            .send()
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Stops the server gracefully and drops its PostgreSQL database.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {

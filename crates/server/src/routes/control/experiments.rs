@@ -247,10 +247,11 @@ async fn stop(
     let StopBody { winner } = if raw.iter().all(u8::is_ascii_whitespace) {
         StopBody::default()
     } else {
-        serde_json::from_slice(&raw).map_err(|e| ApiError::BadRequest {
-            code: "invalid_body",
-            message: format!("the body is optional, else {{\"winner\": \"<variation>\"}}: {e}"),
-            field: None,
+        serde_json::from_slice(&raw).map_err(|e| {
+            crate::extract::serde_error(
+                &e,
+                format!("the body is optional, else {{\"winner\": \"<variation>\"}}: {e}"),
+            )
         })?
     };
     if let Some(w) = &winner {
