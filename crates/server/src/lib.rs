@@ -47,8 +47,7 @@ pub use state::{AppState, ServerConfig};
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     // Extractors enforce the body limit and answer a JSON 413 (extract.rs).
-    let routes = routes::router(&state)
-        .layer(cors::CorsLayer::new(state.config.cors.clone()));
+    let routes = routes::router(&state).layer(cors::CorsLayer::new(state.config.cors.clone()));
     with_layers(routes, state)
 }
 
