@@ -225,10 +225,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         switchyard_events::Events::open(&events_dir, switchyard_events::EventsConfig::default())
             .await
             .with_context(|| format!("cannot open the event log in {}", events_dir.display()))?;
+    let aggregation = switchyard_server::aggregation::Aggregation::open(
+        switchyard_server::aggregation::AggregationConfig::new(args.data_dir.join("aggregator")),
+    )
+    .context("cannot open the aggregator's checkpoint directory")?;
     let state = AppState::new(store, config)
         .await
         .context("cannot load configuration snapshots")?
-        .with_events(std::sync::Arc::new(events));
+        .with_events(std::sync::Arc::new(events))
+        .with_aggregation(aggregation);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -17,11 +17,14 @@
 //! - `fresh.rs`: after a control-API write, this node's snapshots are
 //!   refreshed before the answer (read-your-writes).
 //! - `error.rs`: [`ApiError`], the one mapping of errors to HTTP.
+//! - `aggregation.rs`: the consumer task that feeds the streaming
+//!   aggregator from the event stream and checkpoints it.
 //! - `routes/`: one module per resource: `control` (the `/api/v1` REST API),
 //!   `ofrep` (OpenFeature remote evaluation), `sdk` (config document and
 //!   server-sent events), `ops` (health, readiness, metrics, OpenAPI).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod aggregation;
 pub mod auth;
 pub mod cors;
 pub mod error;
@@ -69,7 +72,8 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then drains
-/// in-flight requests. Also runs the snapshot refresher.
+/// in-flight requests. Also runs the snapshot refresher and, when the
+/// state has both, the aggregation consumer over the event stream.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -103,6 +107,14 @@ pub async fn run_with_ops(
             .clone()
             .follow(state.shutdown.subscribe(), Duration::from_secs(30)),
     );
+    let aggregator = match (&state.aggregation, &state.events) {
+        (Some(a), Some(ev)) => Some(tokio::spawn(a.clone().run(
+            ev.stream().clone(),
+            state.store.clone(),
+            state.shutdown.subscribe(),
+        ))),
+        _ => None,
+    };
     let config = Arc::new(state.config.net.clone());
     let (stop, stopped) = tokio::sync::watch::channel(Stop::Running);
     let mut loops = vec![tokio::spawn(net::serve(
@@ -147,6 +159,9 @@ pub async fn run_with_ops(
         drained.await;
     }
     let _ = refresher.await;
+    if let Some(a) = aggregator {
+        let _ = a.await;
+    }
     Ok(())
 }
 

@@ -107,6 +107,9 @@ pub struct Metrics {
     /// Event ingestion's own registry, appended by [`Metrics::encode`]
     /// (set by [`AppState::with_events`]).
     pub events: std::sync::OnceLock<std::sync::Arc<switchyard_events::Events>>,
+    /// The aggregator, reported by [`Metrics::encode`] (set by
+    /// [`crate::AppState::with_aggregation`]).
+    pub aggregation: std::sync::OnceLock<std::sync::Arc<crate::aggregation::Aggregation>>,
 }
 
 impl Default for Metrics {
@@ -190,6 +193,7 @@ impl Metrics {
             connections_refused,
             timeouts,
             events: std::sync::OnceLock::new(),
+            aggregation: std::sync::OnceLock::new(),
         }
     }
 
@@ -234,6 +238,9 @@ impl Metrics {
         }
         if let Some(events) = self.events.get() {
             events.metrics().encode(&mut out);
+        }
+        if let Some(a) = self.aggregation.get() {
+            a.encode_metrics(&mut out);
         }
         let _ = encode_eof(&mut out);
         out

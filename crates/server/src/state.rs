@@ -62,6 +62,9 @@ pub struct Shared {
     /// Event ingestion (`/api/v1/events`); `None` until
     /// [`AppState::with_events`], and the event routes answer 503.
     pub events: Option<Arc<switchyard_events::Events>>,
+    /// The streaming aggregator behind the results API; `None` until
+    /// [`AppState::with_aggregation`], and results answer 503.
+    pub aggregation: Option<Arc<crate::aggregation::Aggregation>>,
     /// Flips to `true` when the server shuts down: streams end, the
     /// snapshot refresher stops.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
@@ -83,6 +86,7 @@ impl AppState {
             config: Arc::new(config),
             shutdown: Arc::new(tokio::sync::watch::Sender::new(false)),
             events: None,
+            aggregation: None,
         })))
     }
 
@@ -92,6 +96,15 @@ impl AppState {
         let _ = self.metrics.events.set(events.clone());
         let mut shared = Arc::unwrap_or_clone(self.0);
         shared.events = Some(events);
+        AppState(Arc::new(shared))
+    }
+
+    /// Adds the streaming aggregator: [`crate::run`] then runs its consumer
+    /// over the event stream, and `/metrics` reports it.
+    pub fn with_aggregation(self, aggregation: Arc<crate::aggregation::Aggregation>) -> AppState {
+        let _ = self.metrics.aggregation.set(aggregation.clone());
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.aggregation = Some(aggregation);
         AppState(Arc::new(shared))
     }
 }

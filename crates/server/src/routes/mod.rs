@@ -8,6 +8,7 @@ pub mod control;
 pub mod events;
 pub mod ofrep;
 pub mod ops;
+pub mod results;
 pub mod sdk;
 
 /// The body limit applies to the routes that read a body through axum's
@@ -30,6 +31,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
                 )),
         )
         .merge(events::router().layer(DefaultBodyLimit::max(body_limit)))
+        .merge(results::router())
         .merge(ofrep::router())
         .merge(sdk::router())
         .fallback(ops::not_found)

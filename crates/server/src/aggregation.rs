@@ -1,0 +1,384 @@
+//! The aggregation consumer: reads the event stream from the aggregator's
+//! checkpoint, feeds `switchyard_aggregate::Aggregator`, writes a
+//! checkpoint periodically and then commits the consumer offset (so the
+//! log never counts as processed what no checkpoint holds).
+//!
+//! It runs in the server process in embedded mode. It is written against
+//! the `EventStream` and `ConfigStore` traits only, so a separate
+//! `switchyard worker` can run the same loop on a partition of a JetStream
+//! stream later (one `Aggregation` per partition, its own checkpoint
+//! directory and consumer name).
+//!
+//! Experiments (not drafts) and their metrics are read from the config
+//! store at start and on every change notification.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use switchyard_aggregate::{
+    Aggregator, AnalysisOptions, Event, ExperimentResults, ExperimentSpec, Limits, ResultsError,
+    SpecMetric, checkpoint,
+};
+use switchyard_core::metric::MetricDefinition;
+use switchyard_core::model::ExperimentStatus;
+use switchyard_events::{EventStream, StoredEvent};
+use switchyard_store::{ConfigStore, ExperimentDefinition};
+use tokio::sync::watch;
+
+/// Settings of the aggregation consumer.
+#[derive(Debug, Clone)]
+pub struct AggregationConfig {
+    /// Directory of the checkpoint file (`aggregator.ckpt`).
+    pub dir: PathBuf,
+    /// Consumer name under which the stream offset is committed.
+    pub consumer: String,
+    /// A checkpoint is written at most this often while events arrive.
+    pub checkpoint_interval: Duration,
+    /// How long to wait before reading again when the stream is drained.
+    pub poll_interval: Duration,
+    /// Bytes read from the stream per batch (the aggregator's lock is held
+    /// while one batch is applied).
+    pub read_bytes: usize,
+    pub limits: Limits,
+}
+
+impl AggregationConfig {
+    pub fn new(dir: PathBuf) -> Self {
+        AggregationConfig {
+            dir,
+            consumer: "aggregator".into(),
+            checkpoint_interval: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(20),
+            read_bytes: 256 << 10,
+            limits: Limits::default(),
+        }
+    }
+
+    fn checkpoint_path(&self) -> PathBuf {
+        self.dir.join("aggregator.ckpt")
+    }
+}
+
+/// The aggregator shared by the consumer task and the results handler.
+#[derive(Debug)]
+pub struct Aggregation {
+    agg: Mutex<Aggregator>,
+    config: AggregationConfig,
+    stats: Mutex<ConsumerStats>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ConsumerStats {
+    undecodable: u64,
+    checkpoints: u64,
+    checkpoint_errors: u64,
+    checkpoint_bytes: u64,
+    committed: u64,
+}
+
+/// A fresh 128-bit key for the unit hash, from the OS-seeded keys of the
+/// standard library's `RandomState`.
+fn random_key() -> (u64, u64) {
+    use std::hash::BuildHasher;
+    let s = std::collections::hash_map::RandomState::new();
+    (s.hash_one(0x5eed_u64), s.hash_one(0xfeed_u64))
+}
+
+impl Aggregation {
+    /// Restores the aggregator from its checkpoint, or starts empty (from
+    /// the beginning of the retained stream) when there is none or it does
+    /// not check.
+    pub fn open(config: AggregationConfig) -> std::io::Result<Arc<Aggregation>> {
+        std::fs::create_dir_all(&config.dir)?;
+        let agg = match checkpoint::read_file(&config.checkpoint_path())? {
+            Some(bytes) => match checkpoint::decode(&bytes, config.limits.clone()) {
+                Ok(a) => {
+                    tracing::info!(
+                        offset = a.position().offset,
+                        "aggregator: resumed from its checkpoint"
+                    );
+                    a
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "aggregator: checkpoint refused; recomputing from the retained log");
+                    Aggregator::new(config.limits.clone(), random_key())
+                }
+            },
+            None => Aggregator::new(config.limits.clone(), random_key()),
+        };
+        Ok(Arc::new(Aggregation {
+            agg: Mutex::new(agg),
+            config,
+            stats: Mutex::new(ConsumerStats::default()),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Aggregator> {
+        self.agg.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn stats(&self) -> MutexGuard<'_, ConsumerStats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The results of one experiment; `Ok(None)` if it is not aggregated.
+    pub fn results(
+        &self,
+        project: &str,
+        environment: &str,
+        key: &str,
+        opts: &AnalysisOptions,
+    ) -> Result<Option<ExperimentResults>, ResultsError> {
+        self.lock().results(project, environment, key, opts)
+    }
+
+    /// The next stream offset the aggregator will read.
+    pub fn offset(&self) -> u64 {
+        self.lock().position().offset
+    }
+
+    /// Reloads experiments and metric definitions from the store.
+    pub async fn refresh(&self, store: &dyn ConfigStore) -> Result<(), switchyard_store::StoreError> {
+        let specs = load_specs(store).await?;
+        self.lock().configure(specs);
+        Ok(())
+    }
+
+    /// Applies one batch read from the stream; returns how many records.
+    async fn step(&self, stream: &dyn EventStream) -> Result<usize, switchyard_events::StreamError> {
+        let from = self.offset();
+        let batch = stream.read(from, self.config.read_bytes).await?;
+        let n = batch.records.len();
+        let mut undecodable = 0;
+        {
+            let mut agg = self.lock();
+            for r in &batch.records {
+                match switchyard_events::decode_event(&r.payload) {
+                    Some(ev) => agg.apply(&as_event(&ev)),
+                    None => undecodable += 1,
+                }
+            }
+            agg.advance(batch.next);
+        }
+        if undecodable > 0 {
+            self.stats().undecodable += undecodable;
+        }
+        Ok(n)
+    }
+
+    /// Writes a checkpoint, then commits its offset to the stream.
+    pub async fn checkpoint(&self, stream: &dyn EventStream) -> std::io::Result<()> {
+        let (bytes, offset) = {
+            let agg = self.lock();
+            (checkpoint::encode(&agg), agg.position().offset)
+        };
+        let path = self.config.checkpoint_path();
+        let len = bytes.len() as u64;
+        let written = tokio::task::spawn_blocking(move || checkpoint::write_file(&path, &bytes))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        if let Err(e) = written {
+            self.stats().checkpoint_errors += 1;
+            return Err(e);
+        }
+        {
+            let mut s = self.stats();
+            s.checkpoints += 1;
+            s.checkpoint_bytes = len;
+        }
+        if let Err(e) = stream.commit(&self.config.consumer, offset).await {
+            tracing::warn!(error = %e, "aggregator: cannot commit the consumer offset");
+        } else {
+            self.stats().committed = offset;
+        }
+        Ok(())
+    }
+
+    /// The consumer loop, until `shutdown` turns true (then a last
+    /// checkpoint is written).
+    pub async fn run(
+        self: Arc<Self>,
+        stream: Arc<dyn EventStream>,
+        store: Arc<dyn ConfigStore>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut changes = store.subscribe();
+        let mut stale = true;
+        let mut last_checkpoint = Instant::now();
+        let mut dirty = false;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            loop {
+                match changes.try_recv() {
+                    Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
+                        stale = true
+                    }
+                    Err(_) => break,
+                }
+            }
+            if stale {
+                match self.refresh(store.as_ref()).await {
+                    Ok(()) => stale = false,
+                    Err(e) => tracing::warn!(error = %e, "aggregator: cannot read experiments"),
+                }
+            }
+            let read = self.step(stream.as_ref()).await;
+            let idle = match read {
+                Ok(0) => true,
+                Ok(_) => {
+                    dirty = true;
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "aggregator: cannot read the event stream");
+                    true
+                }
+            };
+            if dirty && last_checkpoint.elapsed() >= self.config.checkpoint_interval {
+                last_checkpoint = Instant::now();
+                match self.checkpoint(stream.as_ref()).await {
+                    Ok(()) => dirty = false,
+                    Err(e) => tracing::warn!(error = %e, "aggregator: cannot write a checkpoint"),
+                }
+            }
+            if idle {
+                let wait = if stale {
+                    Duration::from_secs(1)
+                } else {
+                    self.config.poll_interval
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+        if dirty && let Err(e) = self.checkpoint(stream.as_ref()).await {
+            tracing::warn!(error = %e, "aggregator: cannot write the last checkpoint");
+        }
+    }
+
+    /// Prometheus text lines for `/metrics`.
+    pub fn encode_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let (mem, pos, counters) = {
+            let a = self.lock();
+            (a.memory(), a.position(), a.counters())
+        };
+        let s = *self.stats();
+        let mut gauge = |name: &str, help: &str, v: f64| {
+            let _ = writeln!(
+                out,
+                "# HELP switchyard_aggregator_{name} {help}\n# TYPE switchyard_aggregator_{name} gauge\nswitchyard_aggregator_{name} {v}"
+            );
+        };
+        gauge("experiments", "Experiments aggregated", mem.experiments as f64);
+        gauge("units", "Exposed units held", mem.units as f64);
+        gauge("unit_metric_pairs", "Unit-metric values held", mem.unit_metric_pairs as f64);
+        gauge("state_bytes", "Estimated bytes of experiment state", mem.experiment_bytes as f64);
+        gauge("ring_entries", "Recent tracked events held for late exposures", mem.ring.len as f64);
+        gauge("ring_capacity", "Capacity of the recent-event ring", mem.ring.capacity as f64);
+        gauge("ring_bytes", "Bytes of the recent-event ring", mem.ring_bytes as f64);
+        gauge("ring_evicted", "Tracked events dropped from the full ring", mem.ring.evicted as f64);
+        gauge("dropped_units", "Units refused by the per-experiment unit limit", mem.dropped_units as f64);
+        gauge("offset", "Stream offset the results include", pos.offset as f64);
+        gauge("events", "Events applied", pos.events as f64);
+        gauge("unmatched_exposures", "Exposures naming no aggregated experiment", counters.unmatched_exposures as f64);
+        gauge("unmatched_tracks", "Tracked events no metric reads", counters.unmatched_tracks as f64);
+        gauge("skipped_definitions", "Experiments or metrics left out by a limit or an invalid definition", counters.skipped_definitions as f64);
+        gauge("undecodable_records", "Stream records that are not events", s.undecodable as f64);
+        gauge("checkpoints", "Checkpoints written", s.checkpoints as f64);
+        gauge("checkpoint_errors", "Checkpoint writes that failed", s.checkpoint_errors as f64);
+        gauge("checkpoint_bytes", "Size of the last checkpoint", s.checkpoint_bytes as f64);
+        gauge("committed_offset", "Consumer offset committed to the stream", s.committed as f64);
+    }
+}
+
+fn as_event<'a>(e: &'a StoredEvent<'a>) -> Event<'a> {
+    if e.kind == "track" {
+        Event::Track {
+            project: e.project,
+            environment: e.environment,
+            unit: e.unit,
+            time_ms: e.time,
+            name: e.name.unwrap_or(""),
+            value: e.value,
+            attributes: e.attributes.map(|a| a.get()),
+        }
+    } else {
+        Event::Exposure {
+            project: e.project,
+            environment: e.environment,
+            unit: e.unit,
+            time_ms: e.time,
+            experiment: e.experiment,
+            flag: e.flag,
+            variation: e.variation.unwrap_or(""),
+        }
+    }
+}
+
+fn ms(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The metric definition an experiment's metric name stands for. The
+/// config store has no metric definitions yet: until it does, a name is
+/// read as the conversion metric of the tracked event of that name
+/// (binomial, no window, CUPED on).
+fn resolve_metric(name: &str) -> Option<MetricDefinition> {
+    let def: MetricDefinition = serde_json::from_value(serde_json::json!({
+        "key": name,
+        "kind": "binomial",
+        "numerator": {"event": name},
+    }))
+    .ok()?;
+    def.validate().ok().map(|_| def)
+}
+
+/// The aggregator's view of one stored experiment.
+pub fn spec_of(e: &ExperimentDefinition) -> Option<ExperimentSpec> {
+    if e.status == ExperimentStatus::Draft {
+        return None;
+    }
+    Some(ExperimentSpec {
+        project: e.project.clone(),
+        environment: e.environment.clone(),
+        key: e.key.clone(),
+        flag: e.flag.clone(),
+        phase: 0,
+        variations: e.variations.iter().map(|v| v.variation.clone()).collect(),
+        start_ms: e.started_at.map_or(i64::MIN, ms),
+        stop_ms: e.stopped_at.map(ms),
+        metrics: e
+            .metrics
+            .iter()
+            .filter_map(|m| resolve_metric(m))
+            .map(|definition| SpecMetric {
+                definition,
+                role: Default::default(),
+            })
+            .collect(),
+    })
+}
+
+/// Every started experiment of every environment.
+pub async fn load_specs(
+    store: &dyn ConfigStore,
+) -> Result<Vec<ExperimentSpec>, switchyard_store::StoreError> {
+    let mut out = Vec::new();
+    for p in store.list_projects().await? {
+        for env in store.list_environments(&p.key).await? {
+            for e in store.list_experiments(&p.key, &env.key).await? {
+                out.extend(spec_of(&e));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,143 @@
+//! `GET /api/v1/projects/{project}/environments/{env}/experiments/{experiment}/results`:
+//! an experiment's results from the streaming aggregator: per metric and
+//! variation the statistics engine's output, units, exposures, excluded
+//! units, SRM against the configured weights, freshness, warnings and the
+//! cumulative effect per hour. Viewers may read it.
+//!
+//! The analysis settings come from the query string (`engine`,
+//! `sequential`, `correction`, `alpha`, `points`), each defaulting to the
+//! engine's default; docs/results.md lists them.
+
+use axum::Router;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use switchyard_aggregate::AnalysisOptions;
+use switchyard_core::model::ExperimentStatus;
+use switchyard_stats::{Correction, Engine, Settings};
+use switchyard_store::Role;
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Most points of the cumulative series a request may ask for.
+const MAX_POINTS: usize = 2_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/api/v1/projects/{project}/environments/{env}/experiments/{experiment}/results",
+        get(results),
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultsQuery {
+    #[serde(default)]
+    engine: Option<Engine>,
+    #[serde(default)]
+    sequential: Option<bool>,
+    #[serde(default)]
+    correction: Option<Correction>,
+    #[serde(default)]
+    alpha: Option<f64>,
+    #[serde(default)]
+    points: Option<usize>,
+}
+
+fn rfc3339(ms: i64) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
+    t.format(&time::format_description::well_known::Rfc3339).ok()
+}
+
+async fn results(
+    State(state): State<AppState>,
+    p: Principal,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    query: Result<Query<ResultsQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Path((project, env, key)) =
+        path.map_err(|e| ApiError::bad_request(format!("invalid path: {}", e.body_text())))?;
+    p.require_admin(Role::Viewer, Some(&project))?;
+    let Query(q) = query.map_err(|e| ApiError::BadRequest {
+        code: "invalid_query",
+        message: e.body_text(),
+        field: None,
+    })?;
+    let mut settings = Settings::default();
+    if let Some(e) = q.engine {
+        settings.engine = e;
+    }
+    if let Some(s) = q.sequential {
+        settings.sequential = s;
+    }
+    if let Some(c) = q.correction {
+        settings.correction = c;
+    }
+    if let Some(a) = q.alpha {
+        settings.alpha = a;
+    }
+    let points = q.points.unwrap_or(500);
+    if points > MAX_POINTS {
+        return Err(ApiError::invalid_field(
+            "points",
+            format!("at most {MAX_POINTS}"),
+        ));
+    }
+    let experiment = state.store.get_experiment(&project, &env, &key).await?;
+    if experiment.status == ExperimentStatus::Draft {
+        return Err(ApiError::Conflict(format!(
+            "experiment {key:?} is a draft: it has results once it is started"
+        )));
+    }
+    let Some(agg) = state.aggregation.clone() else {
+        return Err(ApiError::Unavailable(
+            "the aggregator is not running on this server".into(),
+        ));
+    };
+    let opts = AnalysisOptions {
+        settings,
+        weights: experiment
+            .variations
+            .iter()
+            .map(|v| f64::from(v.weight))
+            .collect(),
+        max_points: points,
+    };
+    let invalid = |e: switchyard_aggregate::ResultsError| {
+        ApiError::invalid_field(
+            e.field.strip_prefix("settings.").unwrap_or(&e.field),
+            e.message,
+        )
+    };
+    let mut found = agg.results(&project, &env, &key, &opts).map_err(invalid)?;
+    if found.is_none() {
+        // Started a moment ago: the consumer has not heard of it yet.
+        agg.refresh(state.store.as_ref()).await?;
+        found = agg.results(&project, &env, &key, &opts).map_err(invalid)?;
+    }
+    let Some(r) = found else {
+        return Err(ApiError::Unavailable(
+            "the experiment's results are not ready yet".into(),
+        ));
+    };
+    let mut body = serde_json::to_value(&r)
+        .map_err(|e| ApiError::Internal(format!("results do not serialise: {e}")))?;
+    body["project"] = project.into();
+    body["environment"] = env.into();
+    body["status"] = serde_json::to_value(experiment.status).unwrap_or_default();
+    if let Some(t) = r.freshness.max_event_ms.and_then(rfc3339) {
+        body["freshness"]["max_event_time"] = t.into();
+    }
+    if let Some(points) = body["series"].as_array_mut() {
+        for (p, s) in points.iter_mut().zip(&r.series) {
+            if let Some(t) = rfc3339(s.time_ms) {
+                p["time"] = t.into();
+            }
+        }
+    }
+    Ok(axum::Json(body).into_response())
+}
