@@ -11,7 +11,9 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use switchyard_aggregate::{AnalysisOptions, Aggregator, Event, ExperimentSpec, Limits, SpecMetric};
+use switchyard_aggregate::{
+    Aggregator, AnalysisOptions, Event, ExperimentSpec, Limits, SpecMetric,
+};
 
 const H: i64 = 3_600_000;
 
@@ -62,8 +64,12 @@ fn events(n: usize, units: usize) -> Vec<Owned> {
             Owned {
                 unit: format!("user-{u:08}"),
                 time: H + (i as i64) * 10,
-                name: (i % 5 != 0).then(|| names[(x >> 20) as usize % names.len()]),
-                variation: if u % 2 == 0 { "control" } else { "treatment" },
+                name: (!i.is_multiple_of(5)).then(|| names[(x >> 20) as usize % names.len()]),
+                variation: if u.is_multiple_of(2) {
+                    "control"
+                } else {
+                    "treatment"
+                },
             }
         })
         .collect()
@@ -153,7 +159,13 @@ fn results(c: &mut Criterion) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000_000);
-    let mut a = Aggregator::new(Limits { ring_capacity: 0, ..Limits::default() }, (1, 2));
+    let mut a = Aggregator::new(
+        Limits {
+            ring_capacity: 0,
+            ..Limits::default()
+        },
+        (1, 2),
+    );
     a.configure(vec![spec(10)]);
     let mut name = String::new();
     for u in 0..units {
@@ -168,9 +180,13 @@ fn results(c: &mut Criterion) {
             time_ms: t,
             experiment: Some("exp"),
             flag: None,
-            variation: if u % 2 == 0 { "control" } else { "treatment" },
+            variation: if u.is_multiple_of(2) {
+                "control"
+            } else {
+                "treatment"
+            },
         });
-        if u % 3 == 0 {
+        if u.is_multiple_of(3) {
             a.apply(&Event::Track {
                 project: "p",
                 environment: "prod",

@@ -23,7 +23,7 @@ fn rss_bytes() -> f64 {
 #[test]
 fn a_unit_metric_pair_costs_under_64_bytes_and_the_estimate_is_close() {
     let metrics = 10;
-    let units = 300_000;
+    let units: usize = 300_000;
     let spec = ExperimentSpec {
         project: "p".into(),
         environment: "prod".into(),
@@ -64,7 +64,7 @@ fn a_unit_metric_pair_costs_under_64_bytes_and_the_estimate_is_close() {
             time_ms: 1_000 + u as i64,
             experiment: Some("exp"),
             flag: None,
-            variation: if u % 2 == 0 { "a" } else { "b" },
+            variation: if u.is_multiple_of(2) { "a" } else { "b" },
         });
     }
     let used = rss_bytes() - before;
@@ -82,5 +82,8 @@ fn a_unit_metric_pair_costs_under_64_bytes_and_the_estimate_is_close() {
     // all touched yet: it may exceed resident memory, never fall short.
     let estimate = report.experiment_bytes as f64;
     assert!(estimate / pairs < 64.0, "estimate {estimate}");
-    assert!(estimate > 0.9 * used, "the estimate {estimate} is below the resident growth {used}");
+    assert!(
+        estimate > 0.9 * used,
+        "the estimate {estimate} is below the resident growth {used}"
+    );
 }

@@ -139,14 +139,20 @@ impl Aggregation {
     }
 
     /// Reloads experiments and metric definitions from the store.
-    pub async fn refresh(&self, store: &dyn ConfigStore) -> Result<(), switchyard_store::StoreError> {
+    pub async fn refresh(
+        &self,
+        store: &dyn ConfigStore,
+    ) -> Result<(), switchyard_store::StoreError> {
         let specs = load_specs(store).await?;
         self.lock().configure(specs);
         Ok(())
     }
 
     /// Applies one batch read from the stream; returns how many records.
-    async fn step(&self, stream: &dyn EventStream) -> Result<usize, switchyard_events::StreamError> {
+    async fn step(
+        &self,
+        stream: &dyn EventStream,
+    ) -> Result<usize, switchyard_events::StreamError> {
         let from = self.offset();
         let batch = stream.read(from, self.config.read_bytes).await?;
         let n = batch.records.len();
@@ -212,13 +218,10 @@ impl Aggregation {
             if *shutdown.borrow() {
                 break;
             }
-            loop {
-                match changes.try_recv() {
-                    Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
-                        stale = true
-                    }
-                    Err(_) => break,
-                }
+            while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
+                changes.try_recv()
+            {
+                stale = true;
             }
             if stale {
                 match self.refresh(store.as_ref()).await {
@@ -278,25 +281,89 @@ impl Aggregation {
                 "# HELP switchyard_aggregator_{name} {help}\n# TYPE switchyard_aggregator_{name} gauge\nswitchyard_aggregator_{name} {v}"
             );
         };
-        gauge("experiments", "Experiments aggregated", mem.experiments as f64);
+        gauge(
+            "experiments",
+            "Experiments aggregated",
+            mem.experiments as f64,
+        );
         gauge("units", "Exposed units held", mem.units as f64);
-        gauge("unit_metric_pairs", "Unit-metric values held", mem.unit_metric_pairs as f64);
-        gauge("state_bytes", "Estimated bytes of experiment state", mem.experiment_bytes as f64);
-        gauge("ring_entries", "Recent tracked events held for late exposures", mem.ring.len as f64);
-        gauge("ring_capacity", "Capacity of the recent-event ring", mem.ring.capacity as f64);
-        gauge("ring_bytes", "Bytes of the recent-event ring", mem.ring_bytes as f64);
-        gauge("ring_evicted", "Tracked events dropped from the full ring", mem.ring.evicted as f64);
-        gauge("dropped_units", "Units refused by the per-experiment unit limit", mem.dropped_units as f64);
-        gauge("offset", "Stream offset the results include", pos.offset as f64);
+        gauge(
+            "unit_metric_pairs",
+            "Unit-metric values held",
+            mem.unit_metric_pairs as f64,
+        );
+        gauge(
+            "state_bytes",
+            "Estimated bytes of experiment state",
+            mem.experiment_bytes as f64,
+        );
+        gauge(
+            "ring_entries",
+            "Recent tracked events held for late exposures",
+            mem.ring.len as f64,
+        );
+        gauge(
+            "ring_capacity",
+            "Capacity of the recent-event ring",
+            mem.ring.capacity as f64,
+        );
+        gauge(
+            "ring_bytes",
+            "Bytes of the recent-event ring",
+            mem.ring_bytes as f64,
+        );
+        gauge(
+            "ring_evicted",
+            "Tracked events dropped from the full ring",
+            mem.ring.evicted as f64,
+        );
+        gauge(
+            "dropped_units",
+            "Units refused by the per-experiment unit limit",
+            mem.dropped_units as f64,
+        );
+        gauge(
+            "offset",
+            "Stream offset the results include",
+            pos.offset as f64,
+        );
         gauge("events", "Events applied", pos.events as f64);
-        gauge("unmatched_exposures", "Exposures naming no aggregated experiment", counters.unmatched_exposures as f64);
-        gauge("unmatched_tracks", "Tracked events no metric reads", counters.unmatched_tracks as f64);
-        gauge("skipped_definitions", "Experiments or metrics left out by a limit or an invalid definition", counters.skipped_definitions as f64);
-        gauge("undecodable_records", "Stream records that are not events", s.undecodable as f64);
+        gauge(
+            "unmatched_exposures",
+            "Exposures naming no aggregated experiment",
+            counters.unmatched_exposures as f64,
+        );
+        gauge(
+            "unmatched_tracks",
+            "Tracked events no metric reads",
+            counters.unmatched_tracks as f64,
+        );
+        gauge(
+            "skipped_definitions",
+            "Experiments or metrics left out by a limit or an invalid definition",
+            counters.skipped_definitions as f64,
+        );
+        gauge(
+            "undecodable_records",
+            "Stream records that are not events",
+            s.undecodable as f64,
+        );
         gauge("checkpoints", "Checkpoints written", s.checkpoints as f64);
-        gauge("checkpoint_errors", "Checkpoint writes that failed", s.checkpoint_errors as f64);
-        gauge("checkpoint_bytes", "Size of the last checkpoint", s.checkpoint_bytes as f64);
-        gauge("committed_offset", "Consumer offset committed to the stream", s.committed as f64);
+        gauge(
+            "checkpoint_errors",
+            "Checkpoint writes that failed",
+            s.checkpoint_errors as f64,
+        );
+        gauge(
+            "checkpoint_bytes",
+            "Size of the last checkpoint",
+            s.checkpoint_bytes as f64,
+        );
+        gauge(
+            "committed_offset",
+            "Consumer offset committed to the stream",
+            s.committed as f64,
+        );
     }
 }
 

@@ -16,7 +16,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 const DIR_VAR: &str = "SWITCHYARD_AGG_CRASH_DIR";
-const RESULTS: &str = "/api/v1/projects/demo/environments/development/experiments/crash-exp/results";
+const RESULTS: &str =
+    "/api/v1/projects/demo/environments/development/experiments/crash-exp/results";
 
 /// The server side: runs only when spawned by the test.
 #[test]
@@ -32,7 +33,8 @@ fn agg_crash_server_process() {
         let events = switchyard_events::Events::open(&dir.join("events"), Default::default())
             .await
             .unwrap();
-        let mut cfg = switchyard_server::aggregation::AggregationConfig::new(dir.join("aggregator"));
+        let mut cfg =
+            switchyard_server::aggregation::AggregationConfig::new(dir.join("aggregator"));
         cfg.checkpoint_interval = Duration::from_millis(25);
         cfg.poll_interval = Duration::from_millis(5);
         cfg.read_bytes = 16 << 10;
@@ -61,7 +63,12 @@ impl Drop for Server {
 
 fn spawn(dir: &std::path::Path) -> (Server, String) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "agg_crash_server_process", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "agg_crash_server_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DIR_VAR, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -111,7 +118,7 @@ fn batches(seed: &mut u64, t0: i64) -> Vec<Vec<Value>> {
             events.push(json!({"type": "track", "id": format!("p{u}"), "unit": unit,
                 "name": "purchase", "time": iso(first + (next(seed) % 3_600_000) as i64)}));
         }
-        if next(seed) % 5 == 0 {
+        if next(seed).is_multiple_of(5) {
             events.push(json!({"type": "track", "id": format!("q{u}"), "unit": unit,
                 "name": "purchase", "time": iso(first - 1 - (next(seed) % 3_600_000) as i64)}));
         }
@@ -125,26 +132,24 @@ fn batches(seed: &mut u64, t0: i64) -> Vec<Vec<Value>> {
 
 async fn settled(http: &reqwest::Client, url: &str, key: &str) -> Value {
     let mut last = Value::Null;
-    let mut same = 0;
-    for _ in 0..1500 {
-        if let Ok(r) = http.get(format!("{url}{RESULTS}")).bearer_auth(key).send().await
+    for _ in 0..3000 {
+        if let Ok(r) = http
+            .get(format!("{url}{RESULTS}"))
+            .bearer_auth(key)
+            .send()
+            .await
             && r.status() == 200
         {
             let v: Value = r.json().await.unwrap();
-            // Settled: two reads 100 ms apart agree.
-            if v == last {
-                same += 1;
-                if same >= 5 {
-                    return v;
-                }
-            } else {
-                same = 0;
+            let f = &v["freshness"];
+            if f["stream_end"].as_u64() > Some(0) && f["offset"] == f["stream_end"] {
+                return v;
             }
             last = v;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("the results did not settle: {last}");
+    panic!("the results did not catch up with the stream: {last}");
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -257,7 +262,11 @@ async fn results_after_sigkills_during_ingestion_equal_an_uninterrupted_run() {
         drop(last.take());
         killed += 1;
     }
-    assert!(pending.is_empty(), "{} of {total_batches} batches unsent", pending.len());
+    assert!(
+        pending.is_empty(),
+        "{} of {total_batches} batches unsent",
+        pending.len()
+    );
     let (server, url) = last.take().unwrap();
     let interrupted = settled(&http, &url, &admin).await;
     drop(server);

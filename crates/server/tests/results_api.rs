@@ -58,9 +58,13 @@ async fn start() -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(switchyard_server::run(listener, state.clone(), async move {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(switchyard_server::run(
+        listener,
+        state.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
     Server {
         url: format!("http://{addr}"),
         admin: boot.admin_key_secret,
@@ -201,34 +205,52 @@ fn simulate(seed: u64, experiment: &str, units: usize, split: f64, t0: i64) -> (
         let mut arms = vec![arm];
         let mut purchases = Vec::new();
         // Exposure records: the first, and sometimes a later repeat.
-        push(&mut events, json!({"type": "exposure", "unit": unit, "experiment": experiment,
-            "variation": (["off", "on"][arm]), "time": iso(first)}));
+        push(
+            &mut events,
+            json!({"type": "exposure", "unit": unit, "experiment": experiment,
+            "variation": (["off", "on"][arm]), "time": iso(first)}),
+        );
         if uniform(&mut s) < 0.3 {
             let later = first + (xorshift(&mut s) % 3_600_000) as i64;
-            push(&mut events, json!({"type": "exposure", "unit": unit, "flag": "new-search",
-                "variation": (["off", "on"][arm]), "time": iso(later)}));
+            push(
+                &mut events,
+                json!({"type": "exposure", "unit": unit, "flag": "new-search",
+                "variation": (["off", "on"][arm]), "time": iso(later)}),
+            );
         }
         // A few units are exposed to both arms.
         if u % 150 == 7 {
             arms.push(1 - arm);
             let t = first + 60_000;
-            push(&mut events, json!({"type": "exposure", "unit": unit, "experiment": experiment,
-                "variation": (["off", "on"][1 - arm]), "time": iso(t)}));
+            push(
+                &mut events,
+                json!({"type": "exposure", "unit": unit, "experiment": experiment,
+                "variation": (["off", "on"][1 - arm]), "time": iso(t)}),
+            );
         }
         // Pre-exposure purchases (CUPED covariate), up to 3 days before.
         if loyal && uniform(&mut s) < 0.6 {
             let t = first - 1 - (xorshift(&mut s) % (3 * 24 * 3_600_000)) as i64;
             purchases.push(t);
-            push(&mut events, json!({"type": "track", "unit": unit, "name": "purchase", "value": 20, "time": iso(t)}));
+            push(
+                &mut events,
+                json!({"type": "track", "unit": unit, "name": "purchase", "value": 20, "time": iso(t)}),
+            );
         }
         let p = [P_CONTROL, P_TREATMENT][arm] * if loyal { 1.5 } else { 0.5 };
         if uniform(&mut s) < p {
             let t = first + 1 + (xorshift(&mut s) % (2 * 3_600_000)) as i64;
             purchases.push(t);
-            push(&mut events, json!({"type": "track", "unit": unit, "name": "purchase", "value": 20, "time": iso(t)}));
+            push(
+                &mut events,
+                json!({"type": "track", "unit": unit, "name": "purchase", "value": 20, "time": iso(t)}),
+            );
         }
         // An unrelated event, which no metric reads.
-        push(&mut events, json!({"type": "track", "unit": unit, "name": "page_view", "time": iso(first + 5)}));
+        push(
+            &mut events,
+            json!({"type": "track", "unit": unit, "name": "page_view", "time": iso(first + 5)}),
+        );
         truth.arms.insert(unit, (arms, first, purchases));
     }
     // Duplicates: some events sent again with the same id.
@@ -284,7 +306,10 @@ fn assert_json_close(a: &Value, b: &Value, at: &str) {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
             let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
-            assert!((x - y).abs() <= 1e-12 * x.abs().max(y.abs()), "{at}: {x} != {y}");
+            assert!(
+                (x - y).abs() <= 1e-12 * x.abs().max(y.abs()),
+                "{at}: {x} != {y}"
+            );
         }
         (Value::Array(x), Value::Array(y)) => {
             assert_eq!(x.len(), y.len(), "{at}");
@@ -293,7 +318,11 @@ fn assert_json_close(a: &Value, b: &Value, at: &str) {
             }
         }
         (Value::Object(x), Value::Object(y)) => {
-            assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>(), "{at}");
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{at}"
+            );
             for (k, v) in x {
                 assert_json_close(v, &y[k], &format!("{at}.{k}"));
             }
@@ -312,7 +341,9 @@ fn now_ms() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_over_http_find_the_true_effect_and_equal_an_independent_computation() {
     let server = start().await;
-    server.running_experiment("search-effect", [5000, 5000]).await;
+    server
+        .running_experiment("search-effect", [5000, 5000])
+        .await;
     // Exposures start a minute after the experiment does.
     let t0 = now_ms() + 60_000;
     let (events, truth) = simulate(20261204, "search-effect", 6000, 0.5, t0);
@@ -330,7 +361,11 @@ async fn results_over_http_find_the_true_effect_and_equal_an_independent_computa
     assert_eq!(r["variations"][1]["units"], units[1]);
     let metric = &r["metrics"][0];
     assert_eq!(metric["key"], "purchase");
-    assert_eq!(metric["statistics"], Value::from(stats.clone()), "sufficient statistics");
+    assert_eq!(
+        metric["statistics"],
+        Value::from(stats.clone()),
+        "sufficient statistics"
+    );
 
     // The statistics equal crates/stats on those sufficient statistics.
     let request = json!({
@@ -344,16 +379,28 @@ async fn results_over_http_find_the_true_effect_and_equal_an_independent_computa
 
     // The true effect lies in the reported interval (CUPED-adjusted).
     let treatment = &r["analysis"]["metrics"][0]["variations"][1]["comparison"];
-    assert!(treatment["cuped"]["theta"].as_f64().unwrap() > 0.0, "{treatment}");
+    assert!(
+        treatment["cuped"]["theta"].as_f64().unwrap() > 0.0,
+        "{treatment}"
+    );
     let ci = &treatment["absolute"]["ci"];
     let true_effect = P_TREATMENT - P_CONTROL;
     let (lo, hi) = (ci["lower"].as_f64().unwrap(), ci["upper"].as_f64().unwrap());
-    assert!(lo < true_effect && true_effect < hi, "{true_effect} not in [{lo}, {hi}]");
+    assert!(
+        lo < true_effect && true_effect < hi,
+        "{true_effect} not in [{lo}, {hi}]"
+    );
     assert!(lo > 0.0, "the effect is detected: [{lo}, {hi}]");
 
     // No SRM at 50/50; freshness and the hourly series are there.
     assert_eq!(r["analysis"]["srm"]["mismatch"], false);
-    assert!(!r["warnings"].as_array().unwrap().iter().any(|w| w["code"] == "srm_mismatch"));
+    assert!(
+        !r["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["code"] == "srm_mismatch")
+    );
     assert!(r["freshness"]["max_event_time"].is_string());
     let series = r["series"].as_array().unwrap();
     assert!(series.len() >= 6, "hourly points over 6 hours of exposures");
@@ -363,9 +410,12 @@ async fn results_over_http_find_the_true_effect_and_equal_an_independent_computa
 
     // Other settings of the engine, chosen in the query.
     let b = server.settled("search-effect", "?engine=bayesian").await;
-    let chance = &b["analysis"]["metrics"][0]["variations"][1]["comparison"]["absolute"]["chance_to_win"];
+    let chance =
+        &b["analysis"]["metrics"][0]["variations"][1]["comparison"]["absolute"]["chance_to_win"];
     assert!(chance.as_f64().unwrap() > 0.95, "{chance}");
-    let s = server.settled("search-effect", "?sequential=true&correction=holm").await;
+    let s = server
+        .settled("search-effect", "?sequential=true&correction=holm")
+        .await;
     assert_eq!(s["analysis"]["sequential"], true);
     assert_eq!(s["analysis"]["correction"], "holm");
     server.stop().await;
@@ -378,14 +428,23 @@ async fn a_sample_ratio_mismatch_is_reported_loudly() {
     let (events, _) = simulate(7, "lopsided", 3000, 0.65, now_ms() + 60_000);
     server.send(&events).await;
     let r = server.settled("lopsided", "").await;
-    assert_eq!(r["analysis"]["srm"]["mismatch"], true, "{}", r["analysis"]["srm"]);
+    assert_eq!(
+        r["analysis"]["srm"]["mismatch"], true,
+        "{}",
+        r["analysis"]["srm"]
+    );
     let w = r["warnings"]
         .as_array()
         .unwrap()
         .iter()
         .find(|w| w["code"] == "srm_mismatch")
         .expect("an SRM warning");
-    assert!(w["message"].as_str().unwrap().starts_with("SAMPLE RATIO MISMATCH"));
+    assert!(
+        w["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("SAMPLE RATIO MISMATCH")
+    );
     server.stop().await;
 }
 
@@ -400,9 +459,16 @@ async fn bad_results_requests_get_4xx_and_sdk_keys_are_refused() {
     assert_eq!(body["error"]["field"], "alpha", "{body}");
     assert_eq!(status(server.results("checks", "?colour=red").await), 400);
     assert_eq!(status(server.results("checks", "?engine=magic").await), 400);
-    assert_eq!(status(server.results("checks", "?points=100000").await), 400);
     assert_eq!(
-        status(server.results("checks", "?engine=bayesian&sequential=true").await),
+        status(server.results("checks", "?points=100000").await),
+        400
+    );
+    assert_eq!(
+        status(
+            server
+                .results("checks", "?engine=bayesian&sequential=true")
+                .await
+        ),
         400
     );
     assert_eq!(status(server.results("nope", "").await), 404);

@@ -50,7 +50,8 @@ struct ResultsQuery {
 
 fn rfc3339(ms: i64) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
-    t.format(&time::format_description::well_known::Rfc3339).ok()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 async fn results(
@@ -129,6 +130,11 @@ async fn results(
     body["project"] = project.into();
     body["environment"] = env.into();
     body["status"] = serde_json::to_value(experiment.status).unwrap_or_default();
+    if let Some(events) = &state.events {
+        // How far the stream goes now: `offset` below it means the results
+        // are behind by the events in between.
+        body["freshness"]["stream_end"] = events.stream().bounds().1.into();
+    }
     if let Some(t) = r.freshness.max_event_ms.and_then(rfc3339) {
         body["freshness"]["max_event_time"] = t.into();
     }
