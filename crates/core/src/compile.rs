@@ -106,6 +106,8 @@ pub(crate) struct CompiledSegment {
 #[derive(Debug)]
 pub(crate) struct CompiledExperiment {
     pub(crate) key: String,
+    /// What the assignment bucket is salted with (the key unless set).
+    pub(crate) salt: String,
     pub(crate) status: ExperimentStatus,
     /// `[start, end)` bucket ranges with the variation index of the flag.
     pub(crate) arms: Vec<(u32, u32, usize)>,
@@ -397,6 +399,9 @@ fn compile_experiment(
     let variation_keys: Vec<String> = flag.variations.iter().map(|v| v.key.clone()).collect();
     check_bp(K, &e.key, "coverage", e.coverage)?;
     check_attribute(K, &e.key, "bucket_by", &e.bucket_by)?;
+    if e.salt.as_deref() == Some("") {
+        return Err(error(K, &e.key, "salt", "must not be empty when set"));
+    }
     let ranges = weighted_ranges(K, &e.key, "variations", &e.variations, &variation_keys)?;
     let arms = ranges
         .into_iter()
@@ -443,6 +448,7 @@ fn compile_experiment(
     };
     Ok(CompiledExperiment {
         key: e.key.clone(),
+        salt: e.salt().to_string(),
         status: e.status,
         arms,
         bucket_by: e.bucket_by.clone(),

@@ -491,7 +491,7 @@ impl Evaluator {
                     None => Outcome::NotAssigned,
                 };
             }
-            ExperimentStatus::Draft => return Outcome::NotAssigned,
+            ExperimentStatus::Draft | ExperimentStatus::Paused => return Outcome::NotAssigned,
         }
         if !e
             .conditions
@@ -517,7 +517,7 @@ impl Evaluator {
                 return Outcome::NotAssigned;
             }
         }
-        let b = bucket(&e.key, &unit);
+        let b = bucket(&e.salt, &unit);
         match e.arms.iter().find(|(s, end, _)| b >= *s && b < *end) {
             Some(&(_, _, v)) => Outcome::Served {
                 variation: v,

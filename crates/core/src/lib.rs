@@ -10,6 +10,8 @@
 //! - [`bucket`]: the frozen bucketing function (murmur3 x86_32, seed 0).
 //! - [`limits`]: what one environment may cost to evaluate (prerequisite
 //!   depth, work, regex memory); `compile` enforces them.
+//! - [`lifecycle`]: which changes a running experiment may take without
+//!   moving units between arms.
 //! - [`metric`]: metric definitions (what an experiment measures) and the
 //!   filter that matches tracked events' attributes.
 //! - `condition`: compiled operators.
@@ -22,6 +24,7 @@ mod compile;
 mod condition;
 mod context;
 mod eval;
+pub mod lifecycle;
 pub mod limits;
 pub mod metric;
 pub mod model;

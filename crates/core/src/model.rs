@@ -286,7 +286,22 @@ pub struct SegmentRule {
 pub enum ExperimentStatus {
     Draft,
     Running,
+    /// Assigns nobody and logs no exposures: units fall through as if the
+    /// rule did not match. Resuming (back to `Running`) gives every unit the
+    /// arm it had, since assignment depends on the unit's bucket only.
+    Paused,
     Stopped,
+}
+
+impl ExperimentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExperimentStatus::Draft => "draft",
+            ExperimentStatus::Running => "running",
+            ExperimentStatus::Paused => "paused",
+            ExperimentStatus::Stopped => "stopped",
+        }
+    }
 }
 
 /// An experiment on a flag. It takes effect where one of the flag's rules
@@ -318,6 +333,18 @@ pub struct Experiment {
     /// A stopped experiment without a winner no longer matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub winner: Option<String>,
+    /// The salt of the experiment's assignment bucket; absent means the
+    /// experiment key (the frozen default). Set only when an experiment is
+    /// restarted with a fresh randomisation (see `docs/experiments.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+}
+
+impl Experiment {
+    /// The salt its assignment bucket is hashed with.
+    pub fn salt(&self) -> &str {
+        self.salt.as_deref().unwrap_or(&self.key)
+    }
 }
 
 fn full_coverage() -> BasisPoints {

@@ -61,6 +61,7 @@ pub(crate) fn build(environment: &str, revision: u64, parts: Parts) -> ConfigDoc
             layer: e.layer,
             holdouts: e.holdouts,
             winner: e.winner,
+            salt: None,
         })
         .collect();
     let holdouts = parts

@@ -311,11 +311,7 @@ async fn expect_status(
 }
 
 fn status_name(s: ExperimentStatus) -> &'static str {
-    match s {
-        ExperimentStatus::Draft => "draft",
-        ExperimentStatus::Running => "running",
-        ExperimentStatus::Stopped => "stopped",
-    }
+    s.as_str()
 }
 
 fn fill(project: &str, env: &str) -> String {
