@@ -1,4 +1,5 @@
-//! Runs the frozen evaluation corpus `spec/eval/v1` against the evaluator.
+//! Runs the frozen evaluation corpora `spec/eval/v1` and `spec/eval/v2`
+//! (v1 plus the experiment lifecycle) against the evaluator.
 //! Every case file is read; a case that fails is reported with its file and
 //! name, and all failures are listed before the test fails.
 
@@ -9,8 +10,13 @@ use serde_json::{Value, json};
 use switchyard_core::bucket::{bucket, murmur3_x86_32};
 use switchyard_core::{ConfigDocument, Context, compile};
 
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spec/eval/v1")
+/// Every published corpus version; each must pass whole.
+const VERSIONS: [&str; 2] = ["v1", "v2"];
+
+fn corpus_dir(version: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../spec/eval")
+        .join(version)
 }
 
 #[derive(Deserialize)]
@@ -39,9 +45,9 @@ struct InvalidCase {
     error_contains: Vec<String>,
 }
 
-fn case_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .expect("spec/eval/v1 exists")
+fn case_files(version: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir(version))
+        .expect("the corpus directory exists")
         .map(|e| e.expect("readable entry").path())
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -55,7 +61,13 @@ fn case_files() -> Vec<PathBuf> {
 
 #[test]
 fn every_corpus_case_evaluates_to_its_hand_derived_result() {
-    let files = case_files();
+    for version in VERSIONS {
+        corpus_cases_pass(version);
+    }
+}
+
+fn corpus_cases_pass(version: &str) {
+    let files = case_files(version);
     assert!(
         files.len() >= 10,
         "expected the corpus files, found {files:?}"
@@ -83,7 +95,7 @@ fn every_corpus_case_evaluates_to_its_hand_derived_result() {
             });
             if got != case.expected {
                 failures.push(format!(
-                    "{} / {}:\n  expected {}\n  got      {}",
+                    "{version}/{} / {}:\n  expected {}\n  got      {}",
                     path.file_name().unwrap_or_default().to_string_lossy(),
                     case.name,
                     case.expected,
@@ -103,7 +115,13 @@ fn every_corpus_case_evaluates_to_its_hand_derived_result() {
 
 #[test]
 fn every_invalid_corpus_config_is_rejected_naming_entity_and_field() {
-    let text = std::fs::read_to_string(corpus_dir().join("invalid-configs.json"))
+    for version in VERSIONS {
+        invalid_configs_are_rejected(version);
+    }
+}
+
+fn invalid_configs_are_rejected(version: &str) {
+    let text = std::fs::read_to_string(corpus_dir(version).join("invalid-configs.json"))
         .expect("invalid-configs.json exists");
     let file: InvalidFile = serde_json::from_str(&text).expect("parses");
     let mut failures = Vec::new();
@@ -122,7 +140,7 @@ fn every_invalid_corpus_config_is_rejected_naming_entity_and_field() {
             }
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(failures.is_empty(), "{version}: {}", failures.join("\n"));
 }
 
 #[derive(Deserialize)]
@@ -157,7 +175,13 @@ fn from_hex(s: &str) -> Vec<u8> {
 
 #[test]
 fn murmur3_and_bucket_vectors_match() {
-    let text = std::fs::read_to_string(corpus_dir().join("murmur3-vectors.json"))
+    for version in VERSIONS {
+        vectors_match(version);
+    }
+}
+
+fn vectors_match(version: &str) {
+    let text = std::fs::read_to_string(corpus_dir(version).join("murmur3-vectors.json"))
         .expect("murmur3-vectors.json exists");
     let v: Vectors = serde_json::from_str(&text).expect("parses");
     assert!(!v.murmur3.is_empty() && !v.buckets.is_empty());
