@@ -1,13 +1,20 @@
 //! Aggregation throughput on one core, and the results request of a large
 //! experiment.
 //!
-//! `apply` feeds pre-decoded events (20 % exposures, 80 % tracked events
-//! read by 3 of 10 metrics) to a fresh aggregator; `decode` is the
-//! baseline in the same run: decoding the same events from their log
-//! records with `switchyard_events::decode_event`, which the consumer does
-//! anyway. `results_10m_units_10_metrics` times one results computation
-//! over 10 million exposed units and 10 metrics (set `AGG_BENCH_UNITS` to
-//! change the size).
+//! The throughput group feeds 200,000 events over 40,000 units, the same
+//! mix as the ingestion benchmark (`crates/loadgen/src/bin/events.rs`):
+//! 20 % exposures, 80 % tracked events carrying two attributes, to an
+//! aggregator holding two experiments with 10 metrics each (every kind:
+//! binomial, count, sum, mean, ratio; one metric filters on an attribute,
+//! so its events' attributes are parsed; one event name no metric reads).
+//! - `decode`: decoding the log records (`switchyard_events::decode_event`),
+//!   the baseline the consumer pays anyway;
+//! - `apply`: `Aggregator::apply` on pre-decoded events;
+//! - `decode_apply`: both, what the consumer does per record.
+//!
+//! `results_10m_units_10_metrics` times one results computation over 10
+//! million exposed units and 10 metrics, exposed over 7 days (168 hourly
+//! points in the series). Set `AGG_BENCH_UNITS` to change the size.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -16,27 +23,44 @@ use switchyard_aggregate::{
 };
 
 const H: i64 = 3_600_000;
+/// 2026-01-01T00:00:00Z: stored events must be dated after 2000.
+const T0: i64 = 1_767_225_600_000;
 
-fn spec(metrics: usize) -> ExperimentSpec {
-    let kinds = ["binomial", "count", "sum", "mean"];
+fn metric(j: serde_json::Value) -> SpecMetric {
+    SpecMetric {
+        definition: serde_json::from_value(j).unwrap(),
+        role: Default::default(),
+    }
+}
+
+/// `metrics` metrics over the events `e0`..`e4`, cycling through every
+/// kind; metric 5 counts only events with `plan = "pro"`.
+fn spec(key: &str, metrics: usize) -> ExperimentSpec {
+    let kinds = ["binomial", "count", "sum", "mean", "ratio"];
     let metrics = (0..metrics)
         .map(|i| {
-            let j = serde_json::json!({
+            let kind = kinds[i % kinds.len()];
+            let mut j = serde_json::json!({
                 "key": format!("m{i}"),
-                "kind": kinds[i % kinds.len()],
+                "kind": kind,
                 "numerator": {"event": format!("e{}", i % 5)},
             });
-            SpecMetric {
-                definition: serde_json::from_value(j).unwrap(),
-                role: Default::default(),
+            if kind == "ratio" {
+                j["numerator"]["aggregate"] = "sum".into();
+                j["denominator"] = serde_json::json!({"event": format!("e{}", (i + 1) % 5)});
             }
+            if i == 5 {
+                j["numerator"]["conditions"] =
+                    serde_json::json!([{"attribute": "plan", "op": "equals", "value": "pro"}]);
+            }
+            metric(j)
         })
         .collect();
     ExperimentSpec {
         project: "p".into(),
         environment: "prod".into(),
-        key: "exp".into(),
-        flag: "f".into(),
+        key: key.into(),
+        flag: format!("flag-{key}"),
         phase: 0,
         variations: vec!["control".into(), "treatment".into()],
         start_ms: 0,
@@ -45,15 +69,23 @@ fn spec(metrics: usize) -> ExperimentSpec {
     }
 }
 
+const ATTRIBUTES: [&str; 2] = [
+    r#"{"plan":"pro","country":"DE"}"#,
+    r#"{"plan":"free","country":"FR"}"#,
+];
+
 struct Owned {
     unit: String,
     time: i64,
+    /// `None`: an exposure.
     name: Option<&'static str>,
+    experiment: &'static str,
     variation: &'static str,
+    attributes: &'static str,
 }
 
 fn events(n: usize, units: usize) -> Vec<Owned> {
-    let names = ["e0", "e1", "e2", "other", "other2"];
+    let names = ["e0", "e1", "e2", "e3", "e4", "other"];
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..n)
         .map(|i| {
@@ -63,13 +95,15 @@ fn events(n: usize, units: usize) -> Vec<Owned> {
             let u = (x % units as u64) as usize;
             Owned {
                 unit: format!("user-{u:08}"),
-                time: H + (i as i64) * 10,
+                time: T0 + (i as i64) * 10,
                 name: (!i.is_multiple_of(5)).then(|| names[(x >> 20) as usize % names.len()]),
+                experiment: if u.is_multiple_of(3) { "exp2" } else { "exp" },
                 variation: if u.is_multiple_of(2) {
                     "control"
                 } else {
                     "treatment"
                 },
+                attributes: ATTRIBUTES[(x >> 40) as usize % 2],
             }
         })
         .collect()
@@ -82,7 +116,7 @@ fn view(o: &Owned) -> Event<'_> {
             environment: "prod",
             unit: &o.unit,
             time_ms: o.time,
-            experiment: Some("exp"),
+            experiment: Some(o.experiment),
             flag: None,
             variation: o.variation,
         },
@@ -93,9 +127,40 @@ fn view(o: &Owned) -> Event<'_> {
             time_ms: o.time,
             name,
             value: Some(1.5),
-            attributes: None,
+            attributes: Some(o.attributes),
         },
     }
+}
+
+/// What the consumer does with a stored event (server/src/aggregation.rs).
+fn stored<'a>(e: &'a switchyard_events::StoredEvent<'a>) -> Event<'a> {
+    if e.kind == "track" {
+        Event::Track {
+            project: e.project,
+            environment: e.environment,
+            unit: e.unit,
+            time_ms: e.time,
+            name: e.name.unwrap_or(""),
+            value: e.value,
+            attributes: e.attributes.map(|a| a.get()),
+        }
+    } else {
+        Event::Exposure {
+            project: e.project,
+            environment: e.environment,
+            unit: e.unit,
+            time_ms: e.time,
+            experiment: e.experiment,
+            flag: e.flag,
+            variation: e.variation.unwrap_or(""),
+        }
+    }
+}
+
+fn fresh() -> Aggregator {
+    let mut a = Aggregator::new(Limits::default(), (1, 2));
+    a.configure(vec![spec("exp", 10), spec("exp2", 10)]);
+    a
 }
 
 fn encode(evs: &[Owned]) -> Vec<Vec<u8>> {
@@ -103,17 +168,20 @@ fn encode(evs: &[Owned]) -> Vec<Vec<u8>> {
     let body: Vec<serde_json::Value> = evs
         .iter()
         .map(|o| match o.name {
-            None => serde_json::json!({"type":"exposure","unit":o.unit,"experiment":"exp","variation":o.variation,"time":o.time}),
-            Some(n) => serde_json::json!({"type":"track","unit":o.unit,"name":n,"value":1.5,"time":o.time}),
+            None => serde_json::json!({"type":"exposure","unit":o.unit,"experiment":o.experiment,"variation":o.variation,"time":o.time}),
+            Some(n) => serde_json::json!({"type":"track","unit":o.unit,"name":n,"value":1.5,"time":o.time,
+                "attributes": serde_json::from_str::<serde_json::Value>(o.attributes).unwrap()}),
         })
         .collect();
-    let text = serde_json::to_string(&body).unwrap();
     let limits = switchyard_events::Limits::default();
-    let raw = switchyard_events::schema::parse_json(text.as_bytes(), &limits).unwrap();
     let mut batch = EncodedBatch::default();
-    for r in &raw {
-        let ev = r.validate(&limits, 2 * H + 10 * evs.len() as i64).unwrap();
-        batch.push_event("p", "prod", &ev);
+    for chunk in body.chunks(5_000) {
+        let text = serde_json::to_string(chunk).unwrap();
+        let raw = switchyard_events::schema::parse_json(text.as_bytes(), &limits).unwrap();
+        for r in &raw {
+            let ev = r.validate(&limits, T0 + 10 * evs.len() as i64).unwrap();
+            batch.push_event("p", "prod", &ev);
+        }
     }
     switchyard_events::stream::split_batch(&batch)
         .unwrap()
@@ -137,14 +205,24 @@ fn throughput(c: &mut Criterion) {
     });
     g.bench_function("apply", |b| {
         b.iter_batched(
-            || {
-                let mut a = Aggregator::new(Limits::default(), (1, 2));
-                a.configure(vec![spec(10)]);
-                a
-            },
+            fresh,
             |mut a| {
                 for o in &evs {
                     a.apply(&view(o));
+                }
+                a
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("decode_apply", |b| {
+        b.iter_batched(
+            fresh,
+            |mut a| {
+                for r in &records {
+                    if let Some(e) = switchyard_events::decode_event(r) {
+                        a.apply(&stored(&e));
+                    }
                 }
                 a
             },
@@ -166,7 +244,7 @@ fn results(c: &mut Criterion) {
         },
         (1, 2),
     );
-    a.configure(vec![spec(10)]);
+    a.configure(vec![spec("exp", 10)]);
     let mut name = String::new();
     for u in 0..units {
         name.clear();
@@ -186,16 +264,23 @@ fn results(c: &mut Criterion) {
                 "treatment"
             },
         });
-        if u.is_multiple_of(3) {
-            a.apply(&Event::Track {
-                project: "p",
-                environment: "prod",
-                unit: &name,
-                time_ms: t + 1,
-                name: "e1",
-                value: Some((u % 17) as f64),
-                attributes: None,
-            });
+        // Some units convert on a few of the events, one before its
+        // exposure (a CUPED covariate for the metrics that have one).
+        for (k, (event, dt)) in [("e1", 1), ("e0", 5), ("e2", -10), ("e3", 7), ("e4", 9)]
+            .into_iter()
+            .enumerate()
+        {
+            if u.is_multiple_of(k + 2) {
+                a.apply(&Event::Track {
+                    project: "p",
+                    environment: "prod",
+                    unit: &name,
+                    time_ms: t + dt,
+                    name: event,
+                    value: Some((u % 17) as f64),
+                    attributes: Some(ATTRIBUTES[0]),
+                });
+            }
         }
     }
     let m = a.memory();
@@ -211,6 +296,12 @@ fn results(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("results_10m_units_10_metrics", |b| {
         b.iter(|| black_box(a.results("p", "prod", "exp", &opts).unwrap().unwrap()))
+    });
+    g.bench_function("results_10m_units_10_metrics_json", |b| {
+        b.iter(|| {
+            let r = a.results("p", "prod", "exp", &opts).unwrap().unwrap();
+            black_box(serde_json::to_vec(&r).unwrap())
+        })
     });
     g.finish();
 }

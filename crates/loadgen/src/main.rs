@@ -8,6 +8,9 @@
 //!   another for a fixed time: requests/s, latency percentiles, errors.
 //! - `sse.rs`: `sse`, N concurrent server-sent-event clients: how many the
 //!   server holds, its memory, and how long a change takes to reach all.
+//! - `latency.rs`: `latency`, the time from an event batch's
+//!   acknowledgement to the results API counting it, against a running
+//!   `switchyard serve` (it creates its own project and experiment).
 //! - `stats.rs`: latency percentiles; `/proc` readings of the server.
 //!
 //! Each subcommand prints a human summary on stderr and one JSON object on
@@ -15,6 +18,7 @@
 //! that are not on the loopback interface.
 
 mod http;
+mod latency;
 mod sse;
 mod stats;
 mod target;
@@ -37,6 +41,10 @@ enum Command {
     Http(http::Args),
     /// Concurrent server-sent-event clients.
     Sse(sse::Args),
+    /// Event acknowledged to result updated: sends event batches to a
+    /// running server and times how long each takes to show in the
+    /// results API.
+    Latency(latency::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,6 +63,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Http(args) => http::run(args).await,
             Command::Sse(args) => sse::run(args).await,
+            Command::Latency(args) => latency::run(args).await,
         }
     })?;
     println!("{report}");
