@@ -505,7 +505,14 @@ async fn a_full_disk_answers_503_makes_readyz_not_ready_and_both_recover_without
             .contains("simulated"),
         "the disk's error stays in the log: {err}"
     );
-    assert_eq!(ready().await.unwrap().status().as_u16(), 503);
+    let not_ready = ready().await.unwrap();
+    assert_eq!(not_ready.status().as_u16(), 503);
+    let not_ready: Value = not_ready.json().await.unwrap();
+    assert_eq!(not_ready["status"], "not_ready", "{not_ready}");
+    assert_eq!(
+        not_ready["checks"]["event_log"], "cannot_write",
+        "{not_ready}"
+    );
 
     space.set_free(u64::MAX / 2);
     let t = std::time::Instant::now();

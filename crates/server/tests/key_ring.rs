@@ -311,6 +311,18 @@ async fn evaluation_streams_and_ingestion_keep_serving_while_postgresql_is_unrea
         "ingestion during the outage"
     );
 
+    // Readiness: still ready to evaluate and ingest, with the store
+    // reported as unreachable, so load balancers keep sending evaluation.
+    let ready = http
+        .get(format!("{}/readyz", node.url))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), StatusCode::OK, "readyz during the outage");
+    let ready: Value = ready.json().await.expect("readyz body");
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["checks"]["config_store"], "unreachable", "{ready}");
+
     // Routes that need the store: 503 with Retry-After and the JSON error.
     let started = Instant::now();
     let resp = http
@@ -377,6 +389,16 @@ async fn evaluation_streams_and_ingestion_keep_serving_while_postgresql_is_unrea
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let ready: Value = http
+        .get(format!("{}/readyz", node.url))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("readyz body");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["checks"]["config_store"], "ok", "{ready}");
     node.stop().await;
     drop(proxy);
     common::drop_postgres_database(&admin_url, &name).await;

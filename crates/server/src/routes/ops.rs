@@ -44,21 +44,55 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the config store answers and snapshots are loaded, and the
-/// event log can write (not so while its disk is full).
+/// How long readiness waits for the config store before calling it
+/// unreachable: probes usually time out after one or two seconds.
+const STORE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Readiness: can this node do its job? Evaluation, SDK streams and event
+/// ingestion need only the snapshots in memory and a writable event log,
+/// so a config store outage makes the node `degraded` (200: a load
+/// balancer must keep sending it evaluation traffic, which it still
+/// serves) while an event log that cannot write makes it not ready (503:
+/// acknowledging events is what it cannot do). The body says which.
 async fn readyz(State(state): State<AppState>) -> Response {
-    if let Some(Err(e)) = state.events.as_ref().map(|ev| ev.health()) {
-        tracing::warn!(error = %e, "readiness check failed");
-        return ApiError::Unavailable("event storage cannot write".into()).into_response();
-    }
-    match state.store.organisation().await {
-        Ok(_) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => {
-            state.metrics.store_errors.inc();
-            tracing::warn!(error = %e, "readiness check failed");
-            ApiError::Unavailable("config store unreachable".into()).into_response()
+    let log = match state.events.as_ref().map(|ev| ev.health()) {
+        None => "disabled",
+        Some(Ok(())) => "ok",
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: the event log cannot write");
+            "cannot_write"
         }
+    };
+    let store = match tokio::time::timeout(STORE_CHECK_TIMEOUT, state.store.organisation()).await {
+        Ok(Ok(_)) => "ok",
+        Ok(Err(e)) => {
+            state.metrics.store_errors.inc();
+            tracing::warn!(error = %e, "readiness: the config store is unreachable");
+            "unreachable"
+        }
+        Err(_) => {
+            state.metrics.store_errors.inc();
+            tracing::warn!("readiness: the config store did not answer in time");
+            "unreachable"
+        }
+    };
+    let (code, status) = if log == "cannot_write" {
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    } else if store != "ok" {
+        (StatusCode::OK, "degraded")
+    } else {
+        (StatusCode::OK, "ready")
+    };
+    let body = serde_json::json!({
+        "status": status,
+        "checks": {"config_store": store, "event_log": log, "snapshots": "loaded"},
+    });
+    let mut resp = (code, axum::Json(body)).into_response();
+    if code == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
+    resp
 }
 
 async fn metrics_with_key(state: State<AppState>, principal: Principal) -> Response {
