@@ -34,6 +34,9 @@ pub enum ApiError {
     PreconditionRequired,
     #[error("{0}")]
     Unprocessable(String),
+    /// Well-formed input that one field makes impossible to store or use.
+    #[error("{message}")]
+    UnprocessableField { field: String, message: String },
     #[error("the request body is larger than the limit")]
     PayloadTooLarge,
     #[error("rate limit exceeded")]
@@ -76,6 +79,9 @@ impl ApiError {
                 (StatusCode::PRECONDITION_REQUIRED, "if_match_required")
             }
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),
+            ApiError::UnprocessableField { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+            }
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -91,6 +97,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. } => ApiError::PreconditionFailed(e.to_string()),
             StoreError::AlreadyExists { .. } => ApiError::Conflict(e.to_string()),
             StoreError::Invalid(m) => ApiError::Unprocessable(m),
+            StoreError::InvalidField { field, message } => {
+                ApiError::UnprocessableField { field, message }
+            }
             StoreError::Backend(m) => ApiError::Internal(m),
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "config store unavailable");
@@ -114,6 +123,7 @@ impl IntoResponse for ApiError {
         };
         let field = match &self {
             ApiError::BadRequest { field, .. } => field.clone(),
+            ApiError::UnprocessableField { field, .. } => Some(field.clone()),
             _ => None,
         };
         let mut body = json!({"error": {"code": code, "message": message}});

@@ -21,6 +21,10 @@ pub enum StoreError {
     /// is the compiler's).
     #[error("{0}")]
     Invalid(String),
+    /// One field of the input cannot be stored as it is (`field` is its
+    /// path, e.g. `rules[0].name`).
+    #[error("{message}")]
+    InvalidField { field: String, message: String },
     /// A database failure. The message is for logs, not for clients.
     #[error("store backend error: {0}")]
     Backend(String),

@@ -11,6 +11,8 @@
 //! - `secret.rs`: API key secrets (CSPRNG, base62) and their SHA-256.
 //! - `sql/`: [`SqlStore`], the one implementation on both databases through
 //!   sqlx's `Any` driver; migrations under `migrations/{sqlite,postgres}`.
+//!   `sql/resource.rs` is what every resource shares; each resource is one
+//!   module there with only what is particular to it.
 //! - `bootstrap.rs`, `demo.rs`: first start on an empty store, and `--demo`.
 //!
 //! Every write is one transaction holding the change, its audit entry and

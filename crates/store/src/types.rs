@@ -19,6 +19,34 @@ use time::OffsetDateTime;
 /// Resource version, for optimistic concurrency (and the server's ETag).
 pub type Version = i64;
 
+/// A resource that is changed only at the version its writer last read.
+pub trait Versioned {
+    fn key(&self) -> &str;
+    fn version(&self) -> Version;
+}
+
+macro_rules! versioned {
+    ($($t:ty),*) => {$(
+        impl Versioned for $t {
+            fn key(&self) -> &str {
+                &self.key
+            }
+            fn version(&self) -> Version {
+                self.version
+            }
+        }
+    )*};
+}
+
+versioned!(
+    Project,
+    Environment,
+    FlagDefinition,
+    SegmentDefinition,
+    ExperimentDefinition,
+    HoldoutDefinition
+);
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Project {
     pub key: String,

@@ -50,6 +50,7 @@ conformance! {
     cases_more::subscribers_hear_of_every_committed_write,
     cases_more::bootstrap_creates_the_default_project_and_an_admin_key_once,
     cases_more::the_demo_project_compiles_in_both_environments,
+    cases_more::a_nul_character_is_refused_alike_by_every_backend,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

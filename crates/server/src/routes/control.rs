@@ -27,6 +27,7 @@ mod flags;
 mod holdouts;
 mod input;
 mod projects;
+mod resource;
 mod segments;
 
 /// The OpenAPI 3.1 document of every route of the server.

@@ -3,6 +3,7 @@
 use sqlx::AnyConnection;
 use switchyard_core::model::ConfigDocument;
 
+use super::resource::storable;
 use super::{Backend, SqlStore, rows};
 use crate::document::{self, Parts};
 use crate::error::{Result, StoreError};
@@ -13,6 +14,12 @@ pub(crate) async fn load(
     project: &str,
     environment: &str,
 ) -> Result<ConfigDocument> {
+    if !storable(project) || !storable(environment) {
+        return Err(StoreError::not_found(
+            "environment",
+            format!("{project}/{environment}"),
+        ));
+    }
     let revision = rows::project_revision(conn, project).await?;
     if rows::find_environment(conn, project, environment)
         .await?

@@ -1,6 +1,9 @@
 //! API keys and the audit log.
 
-use super::{SqlStore, Write, fmt_time, now, rows};
+use sqlx::AnyConnection;
+
+use super::resource::{Announce, Recorded, check_text, storable};
+use super::{SqlStore, fmt_time, now, rows};
 use crate::error::{Result, StoreError};
 use crate::secret;
 use crate::types::*;
@@ -8,12 +11,27 @@ use crate::types::*;
 const KEY_COLUMNS: &str =
     "id, name, kind, role, project, environment, prefix, created_at, revoked_at";
 
+/// Keys are never edited, only created and revoked: audited and announced
+/// like the other resources, but not versioned.
+impl Recorded for ApiKey {
+    const KIND: &'static str = "api_key";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn announce(&self) -> Announce<'_> {
+        Announce::ApiKeys {
+            project: self.project.as_deref(),
+        }
+    }
+}
+
 impl SqlStore {
     pub(crate) async fn create_api_key_impl(
         &self,
         actor: &str,
         input: ApiKeyInput,
     ) -> Result<CreatedApiKey> {
+        check_text(&input)?;
         let mut w = self.write().await?;
         match (input.kind, &input.project, &input.environment) {
             (ApiKeyKind::Admin(_), _, None) => {}
@@ -73,18 +91,7 @@ impl SqlStore {
         .bind(fmt_time(key.created_at))
         .execute(w.conn())
         .await?;
-        w.audit(
-            actor,
-            "create",
-            "api_key",
-            key.project.as_deref(),
-            &key.id,
-            None::<&()>,
-            Some(&key),
-        )
-        .await?;
-        keys_changed(&mut w, key.project.as_deref());
-        w.commit().await?;
+        w.finish(actor, "create", None, Some(&key)).await?;
         Ok(CreatedApiKey { key, secret })
     }
 
@@ -99,28 +106,12 @@ impl SqlStore {
     }
 
     pub(crate) async fn get_api_key_impl(&self, id: &str) -> Result<ApiKey> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&mut *self.read().await?)
-            .await?
-            .as_ref()
-            .map(rows::api_key)
-            .transpose()?
-            .ok_or_else(|| StoreError::not_found("api_key", id))
+        find_key(&mut *self.read().await?, id).await
     }
 
     pub(crate) async fn revoke_api_key_impl(&self, actor: &str, id: &str) -> Result<ApiKey> {
         let mut w = self.write().await?;
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
-        let before = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(w.conn())
-            .await?
-            .as_ref()
-            .map(rows::api_key)
-            .transpose()?
-            .ok_or_else(|| StoreError::not_found("api_key", id))?;
+        let before = find_key(w.conn(), id).await?;
         if before.revoked_at.is_some() {
             return Ok(before);
         }
@@ -133,18 +124,8 @@ impl SqlStore {
             .bind(id)
             .execute(w.conn())
             .await?;
-        w.audit(
-            actor,
-            "revoke",
-            "api_key",
-            after.project.as_deref(),
-            id,
-            Some(&before),
-            Some(&after),
-        )
-        .await?;
-        keys_changed(&mut w, after.project.as_deref());
-        w.commit().await?;
+        w.finish(actor, "revoke", Some(&before), Some(&after))
+            .await?;
         Ok(after)
     }
 
@@ -180,6 +161,10 @@ impl SqlStore {
 
     pub(crate) async fn list_audit_impl(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>> {
         let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 1000));
+        let texts = [&filter.project, &filter.resource_kind, &filter.resource_key];
+        if !texts.iter().all(|t| t.as_deref().is_none_or(storable)) {
+            return Ok(Vec::new());
+        }
         sqlx::query(
             "SELECT id, at, actor, action, resource_kind, project, resource_key, before_value, \
              after_value FROM audit_log \
@@ -200,14 +185,17 @@ impl SqlStore {
     }
 }
 
-/// Announces (after commit, to this node and through `NOTIFY` to the
-/// others) that the set of live keys changed, so that nodes holding the
-/// keys in memory re-read them.
-fn keys_changed(w: &mut Write<'_>, project: Option<&str>) {
-    w.changes.push(Change {
-        project: project.unwrap_or_default().to_string(),
-        environment: None,
-        revision: u64::try_from(w.revision).unwrap_or_default(),
-        api_keys: true,
-    });
+async fn find_key(conn: &mut AnyConnection, id: &str) -> Result<ApiKey> {
+    if !storable(id) {
+        return Err(StoreError::not_found("api_key", id));
+    }
+    let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(rows::api_key)
+        .transpose()?
+        .ok_or_else(|| StoreError::not_found("api_key", id))
 }

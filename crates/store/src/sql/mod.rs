@@ -4,18 +4,27 @@
 //! is connecting, migrating, how a write transaction begins, and the
 //! cross-node change notification (PostgreSQL `LISTEN`/`NOTIFY`).
 //!
+//! Each resource is one module saying only what is particular to it (its
+//! rows, how an input makes or changes one); `resource.rs` holds what they
+//! share: the generic list, read, create, replace, change and delete, and
+//! the tail of every write (compile check, audit, revision, announcement).
+//!
 //! Every write runs in one transaction that first bumps the single-row
 //! `revision` counter. That row lock serialises writers (SQLite does it
 //! anyway with `BEGIN IMMEDIATE`), so the version checks and
 //! existence checks that follow cannot race, and revisions commit in order.
 
 mod documents;
+mod environments;
 mod experiments;
 mod flags;
+mod holdouts;
 mod keys;
 mod listen;
 mod projects;
+mod resource;
 mod rows;
+mod segments;
 mod trait_impl;
 
 use sqlx::AnyConnection;

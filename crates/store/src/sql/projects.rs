@@ -1,40 +1,97 @@
-//! Organisation, projects and environments.
+//! The organisation's name, and projects.
 
-use super::{SqlStore, check_version, fmt_time, now, rows};
-use crate::error::{Result, StoreError};
+use async_trait::async_trait;
+use sqlx::AnyConnection;
+
+use super::resource::{Announce, Recorded, Resource, Scope, check_text};
+use super::{SqlStore, Write, fmt_time, now, rows};
+use crate::error::Result;
 use crate::types::*;
 
-/// Keys are short, URL-safe identifiers: `[a-z0-9][a-z0-9_.-]{0,63}`.
-pub(crate) fn check_key(kind: &str, key: &str) -> Result<()> {
-    let ok = !key.is_empty()
-        && key.len() <= 64
-        && key.bytes().enumerate().all(|(i, b)| {
-            b.is_ascii_lowercase()
-                || b.is_ascii_digit()
-                || (i > 0 && matches!(b, b'_' | b'-' | b'.'))
-        });
-    if ok {
+impl Recorded for Project {
+    const KIND: &'static str = "project";
+    fn id(&self) -> &str {
+        &self.key
+    }
+    fn announce(&self) -> Announce<'_> {
+        Announce::Config {
+            project: &self.key,
+            environment: None,
+            compile: false,
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for Project {
+    const TABLE: &'static str = "projects";
+    type Input = ProjectInput;
+
+    fn input_key(input: &ProjectInput) -> &str {
+        &input.key
+    }
+
+    async fn load(
+        conn: &mut AnyConnection,
+        _scope: Scope<'_>,
+        key: Option<&str>,
+    ) -> Result<Vec<Project>> {
+        match key {
+            Some(key) => Ok(rows::find_project(conn, key).await?.into_iter().collect()),
+            None => rows::projects(conn).await,
+        }
+    }
+
+    async fn build(_w: &mut Write<'_>, _scope: Scope<'_>, input: ProjectInput) -> Result<Project> {
+        Ok(Project {
+            key: input.key,
+            name: input.name,
+            created_at: now(),
+            version: 1,
+        })
+    }
+
+    fn apply(&mut self, input: ProjectInput) -> Result<()> {
+        self.name = input.name;
         Ok(())
-    } else {
-        Err(StoreError::Invalid(format!(
-            "{kind} key {key:?} must be 1 to 64 characters of a-z, 0-9, '_', '-', '.', starting with a letter or digit"
-        )))
+    }
+
+    async fn insert(w: &mut Write<'_>, new: &Project) -> Result<()> {
+        let revision = w.revision;
+        sqlx::query(
+            "INSERT INTO projects (key, name, created_at, version, revision) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&new.key)
+        .bind(&new.name)
+        .bind(fmt_time(new.created_at))
+        .bind(new.version)
+        .bind(revision)
+        .execute(w.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn save(w: &mut Write<'_>, changed: &Project) -> Result<()> {
+        sqlx::query("UPDATE projects SET name = $1, version = version + 1 WHERE key = $2")
+            .bind(&changed.name)
+            .bind(&changed.key)
+            .execute(w.conn())
+            .await?;
+        Ok(())
     }
 }
 
 impl SqlStore {
     pub(crate) async fn organisation_impl(&self) -> Result<Option<String>> {
         let mut conn = self.read().await?;
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'organisation'")
-                .fetch_optional(&mut *conn)
-                .await?,
-        )
+        organisation(&mut conn).await
     }
 
     pub(crate) async fn set_organisation_impl(&self, actor: &str, name: &str) -> Result<()> {
+        check_text(&std::collections::BTreeMap::from([("name", name)]))?;
         let mut w = self.write().await?;
-        let before = self.organisation_in(&mut w).await?;
+        let before = organisation(w.conn()).await?;
         sqlx::query("DELETE FROM settings WHERE key = 'organisation'")
             .execute(w.conn())
             .await?;
@@ -54,266 +111,12 @@ impl SqlStore {
         .await?;
         w.commit().await
     }
+}
 
-    async fn organisation_in(&self, w: &mut super::Write<'_>) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'organisation'")
-                .fetch_optional(w.conn())
-                .await?,
-        )
-    }
-
-    pub(crate) async fn list_projects_impl(&self) -> Result<Vec<Project>> {
-        rows::projects(&mut *self.read().await?).await
-    }
-
-    pub(crate) async fn get_project_impl(&self, key: &str) -> Result<Project> {
-        rows::find_project(&mut *self.read().await?, key)
-            .await?
-            .ok_or_else(|| StoreError::not_found("project", key))
-    }
-
-    pub(crate) async fn create_project_impl(
-        &self,
-        actor: &str,
-        input: ProjectInput,
-    ) -> Result<Project> {
-        check_key("project", &input.key)?;
-        let mut w = self.write().await?;
-        if rows::find_project(w.conn(), &input.key).await?.is_some() {
-            return Err(StoreError::AlreadyExists {
-                kind: "project",
-                key: input.key,
-            });
-        }
-        sqlx::query(
-            "INSERT INTO projects (key, name, created_at, version, revision) \
-             VALUES ($1, $2, $3, 1, $4)",
-        )
-        .bind(&input.key)
-        .bind(&input.name)
-        .bind(fmt_time(now()))
-        .bind(w.revision)
-        .execute(w.conn())
-        .await?;
-        let created = rows::find_project(w.conn(), &input.key)
-            .await?
-            .ok_or_else(|| StoreError::not_found("project", &input.key))?;
-        w.audit(
-            actor,
-            "create",
-            "project",
-            Some(&input.key),
-            &input.key,
-            None::<&()>,
-            Some(&created),
-        )
-        .await?;
-        w.touch(&input.key, None).await?;
-        w.commit().await?;
-        Ok(created)
-    }
-
-    pub(crate) async fn update_project_impl(
-        &self,
-        actor: &str,
-        key: &str,
-        expected: Version,
-        name: &str,
-    ) -> Result<Project> {
-        let mut w = self.write().await?;
-        let before = rows::find_project(w.conn(), key)
-            .await?
-            .ok_or_else(|| StoreError::not_found("project", key))?;
-        check_version("project", key, before.version, expected)?;
-        sqlx::query("UPDATE projects SET name = $1, version = version + 1 WHERE key = $2")
-            .bind(name)
-            .bind(key)
-            .execute(w.conn())
-            .await?;
-        let after = rows::find_project(w.conn(), key)
-            .await?
-            .ok_or_else(|| StoreError::not_found("project", key))?;
-        w.audit(
-            actor,
-            "update",
-            "project",
-            Some(key),
-            key,
-            Some(&before),
-            Some(&after),
-        )
-        .await?;
-        w.touch(key, None).await?;
-        w.commit().await?;
-        Ok(after)
-    }
-
-    pub(crate) async fn delete_project_impl(
-        &self,
-        actor: &str,
-        key: &str,
-        expected: Version,
-    ) -> Result<()> {
-        let mut w = self.write().await?;
-        let before = rows::find_project(w.conn(), key)
-            .await?
-            .ok_or_else(|| StoreError::not_found("project", key))?;
-        check_version("project", key, before.version, expected)?;
-        sqlx::query("DELETE FROM projects WHERE key = $1")
-            .bind(key)
-            .execute(w.conn())
-            .await?;
-        w.audit(
-            actor,
-            "delete",
-            "project",
-            Some(key),
-            key,
-            Some(&before),
-            None::<&()>,
-        )
-        .await?;
-        w.touch(key, None).await?;
-        w.commit().await
-    }
-
-    pub(crate) async fn list_environments_impl(&self, project: &str) -> Result<Vec<Environment>> {
-        let mut conn = self.read().await?;
-        if rows::find_project(&mut conn, project).await?.is_none() {
-            return Err(StoreError::not_found("project", project));
-        }
-        rows::environments(&mut conn, project).await
-    }
-
-    pub(crate) async fn get_environment_impl(
-        &self,
-        project: &str,
-        key: &str,
-    ) -> Result<Environment> {
-        rows::find_environment(&mut *self.read().await?, project, key)
-            .await?
-            .ok_or_else(|| StoreError::not_found("environment", format!("{project}/{key}")))
-    }
-
-    pub(crate) async fn create_environment_impl(
-        &self,
-        actor: &str,
-        project: &str,
-        input: EnvironmentInput,
-    ) -> Result<Environment> {
-        check_key("environment", &input.key)?;
-        let mut w = self.write().await?;
-        if rows::find_project(w.conn(), project).await?.is_none() {
-            return Err(StoreError::not_found("project", project));
-        }
-        if rows::find_environment(w.conn(), project, &input.key)
-            .await?
-            .is_some()
-        {
-            return Err(StoreError::AlreadyExists {
-                kind: "environment",
-                key: format!("{project}/{}", input.key),
-            });
-        }
-        sqlx::query(
-            "INSERT INTO environments (project, key, name, version) VALUES ($1, $2, $3, 1)",
-        )
-        .bind(project)
-        .bind(&input.key)
-        .bind(&input.name)
-        .execute(w.conn())
-        .await?;
-        let created = Environment {
-            project: project.to_string(),
-            key: input.key,
-            name: input.name,
-            version: 1,
-        };
-        w.audit(
-            actor,
-            "create",
-            "environment",
-            Some(project),
-            &created.key,
-            None::<&()>,
-            Some(&created),
-        )
-        .await?;
-        w.touch(project, Some(&created.key)).await?;
-        w.commit().await?;
-        Ok(created)
-    }
-
-    pub(crate) async fn update_environment_impl(
-        &self,
-        actor: &str,
-        project: &str,
-        key: &str,
-        expected: Version,
-        name: &str,
-    ) -> Result<Environment> {
-        let mut w = self.write().await?;
-        let before = rows::find_environment(w.conn(), project, key)
-            .await?
-            .ok_or_else(|| StoreError::not_found("environment", format!("{project}/{key}")))?;
-        check_version("environment", key, before.version, expected)?;
-        sqlx::query(
-            "UPDATE environments SET name = $1, version = version + 1 WHERE project = $2 AND key = $3",
-        )
-        .bind(name)
-        .bind(project)
-        .bind(key)
-        .execute(w.conn())
-        .await?;
-        let after = Environment {
-            name: name.to_string(),
-            version: before.version + 1,
-            ..before.clone()
-        };
-        w.audit(
-            actor,
-            "update",
-            "environment",
-            Some(project),
-            key,
-            Some(&before),
-            Some(&after),
-        )
-        .await?;
-        w.touch(project, Some(key)).await?;
-        w.commit().await?;
-        Ok(after)
-    }
-
-    pub(crate) async fn delete_environment_impl(
-        &self,
-        actor: &str,
-        project: &str,
-        key: &str,
-        expected: Version,
-    ) -> Result<()> {
-        let mut w = self.write().await?;
-        let before = rows::find_environment(w.conn(), project, key)
-            .await?
-            .ok_or_else(|| StoreError::not_found("environment", format!("{project}/{key}")))?;
-        check_version("environment", key, before.version, expected)?;
-        sqlx::query("DELETE FROM environments WHERE project = $1 AND key = $2")
-            .bind(project)
-            .bind(key)
-            .execute(w.conn())
-            .await?;
-        w.audit(
-            actor,
-            "delete",
-            "environment",
-            Some(project),
-            key,
-            Some(&before),
-            None::<&()>,
-        )
-        .await?;
-        w.touch(project, Some(key)).await?;
-        w.commit().await
-    }
+async fn organisation(conn: &mut AnyConnection) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = 'organisation'")
+            .fetch_optional(conn)
+            .await?,
+    )
 }

@@ -1,12 +1,14 @@
-//! [`ConfigStore`] for [`SqlStore`]: each method forwards to the module
-//! that implements it.
+//! [`ConfigStore`] for [`SqlStore`]: each method names the resource and
+//! its scope, and calls the generic operation of `resource.rs` (or the
+//! module of what is not a versioned resource).
 
 use async_trait::async_trait;
 use switchyard_core::model::ConfigDocument;
 use tokio::sync::broadcast;
 
+use super::resource::Scope::{self, Environment as Env, Organisation, Project as Proj};
 use super::{Backend, SqlStore};
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::store::ConfigStore;
 use crate::types::*;
 
@@ -31,32 +33,27 @@ impl ConfigStore for SqlStore {
     }
 
     async fn list_projects(&self) -> Result<Vec<Project>> {
-        self.list_projects_impl().await
+        self.list(Organisation).await
     }
     async fn get_project(&self, key: &str) -> Result<Project> {
-        self.get_project_impl(key).await
+        self.get(Organisation, key).await
     }
     async fn create_project(&self, actor: &str, input: ProjectInput) -> Result<Project> {
-        self.create_project_impl(actor, input).await
+        self.create(actor, Organisation, input).await
     }
-    async fn update_project(
-        &self,
-        actor: &str,
-        key: &str,
-        expected: Version,
-        name: &str,
-    ) -> Result<Project> {
-        self.update_project_impl(actor, key, expected, name).await
+    async fn update_project(&self, a: &str, key: &str, v: Version, name: &str) -> Result<Project> {
+        rename(self, a, Organisation, key, v, name).await
     }
     async fn delete_project(&self, actor: &str, key: &str, expected: Version) -> Result<()> {
-        self.delete_project_impl(actor, key, expected).await
+        self.delete::<Project>(actor, Organisation, key, expected)
+            .await
     }
 
     async fn list_environments(&self, project: &str) -> Result<Vec<Environment>> {
-        self.list_environments_impl(project).await
+        self.list(Proj(project)).await
     }
     async fn get_environment(&self, project: &str, key: &str) -> Result<Environment> {
-        self.get_environment_impl(project, key).await
+        self.get(Proj(project), key).await
     }
     async fn create_environment(
         &self,
@@ -64,226 +61,174 @@ impl ConfigStore for SqlStore {
         project: &str,
         input: EnvironmentInput,
     ) -> Result<Environment> {
-        self.create_environment_impl(actor, project, input).await
+        self.create(actor, Proj(project), input).await
     }
     async fn update_environment(
         &self,
-        actor: &str,
+        a: &str,
         project: &str,
         key: &str,
-        expected: Version,
+        v: Version,
         name: &str,
     ) -> Result<Environment> {
-        self.update_environment_impl(actor, project, key, expected, name)
-            .await
+        rename(self, a, Proj(project), key, v, name).await
     }
     async fn delete_environment(
         &self,
-        actor: &str,
+        a: &str,
         project: &str,
         key: &str,
-        expected: Version,
+        v: Version,
     ) -> Result<()> {
-        self.delete_environment_impl(actor, project, key, expected)
-            .await
+        self.delete::<Environment>(a, Proj(project), key, v).await
     }
 
     async fn list_flags(&self, project: &str) -> Result<Vec<FlagDefinition>> {
-        self.list_flags_impl(project).await
+        self.list(Proj(project)).await
     }
     async fn get_flag(&self, project: &str, key: &str) -> Result<FlagDefinition> {
-        self.get_flag_impl(project, key).await
+        self.get(Proj(project), key).await
     }
     async fn create_flag(
         &self,
-        actor: &str,
+        a: &str,
         project: &str,
         input: FlagInput,
     ) -> Result<FlagDefinition> {
-        self.create_flag_impl(actor, project, input).await
+        self.create(a, Proj(project), input).await
     }
     async fn update_flag(
         &self,
-        actor: &str,
+        a: &str,
         project: &str,
         key: &str,
-        expected: Version,
+        v: Version,
         input: FlagInput,
     ) -> Result<FlagDefinition> {
-        self.update_flag_impl(actor, project, key, expected, input)
-            .await
+        self.replace(a, Proj(project), key, v, input).await
     }
-    async fn delete_flag(
-        &self,
-        actor: &str,
-        project: &str,
-        key: &str,
-        expected: Version,
-    ) -> Result<()> {
-        self.delete_flag_impl(actor, project, key, expected).await
+    async fn delete_flag(&self, a: &str, project: &str, key: &str, v: Version) -> Result<()> {
+        self.delete::<FlagDefinition>(a, Proj(project), key, v)
+            .await
     }
 
     async fn list_segments(&self, project: &str) -> Result<Vec<SegmentDefinition>> {
-        self.list_segments_impl(project).await
+        self.list(Proj(project)).await
     }
     async fn get_segment(&self, project: &str, key: &str) -> Result<SegmentDefinition> {
-        self.get_segment_impl(project, key).await
+        self.get(Proj(project), key).await
     }
     async fn create_segment(
         &self,
-        actor: &str,
+        a: &str,
         project: &str,
         input: SegmentInput,
     ) -> Result<SegmentDefinition> {
-        self.create_segment_impl(actor, project, input).await
+        self.create(a, Proj(project), input).await
     }
     async fn update_segment(
         &self,
-        actor: &str,
+        a: &str,
         project: &str,
         key: &str,
-        expected: Version,
+        v: Version,
         input: SegmentInput,
     ) -> Result<SegmentDefinition> {
-        self.update_segment_impl(actor, project, key, expected, input)
-            .await
+        self.replace(a, Proj(project), key, v, input).await
     }
-    async fn delete_segment(
-        &self,
-        actor: &str,
-        project: &str,
-        key: &str,
-        expected: Version,
-    ) -> Result<()> {
-        self.delete_segment_impl(actor, project, key, expected)
+    async fn delete_segment(&self, a: &str, project: &str, key: &str, v: Version) -> Result<()> {
+        self.delete::<SegmentDefinition>(a, Proj(project), key, v)
             .await
     }
 
-    async fn list_experiments(
-        &self,
-        project: &str,
-        environment: &str,
-    ) -> Result<Vec<ExperimentDefinition>> {
-        self.list_experiments_impl(project, environment).await
+    async fn list_experiments(&self, p: &str, e: &str) -> Result<Vec<ExperimentDefinition>> {
+        self.list(Env(p, e)).await
     }
-    async fn get_experiment(
-        &self,
-        project: &str,
-        environment: &str,
-        key: &str,
-    ) -> Result<ExperimentDefinition> {
-        self.get_experiment_impl(project, environment, key).await
+    async fn get_experiment(&self, p: &str, e: &str, key: &str) -> Result<ExperimentDefinition> {
+        self.get(Env(p, e), key).await
     }
     async fn create_experiment(
         &self,
-        actor: &str,
-        project: &str,
-        environment: &str,
+        a: &str,
+        p: &str,
+        e: &str,
         input: ExperimentInput,
     ) -> Result<ExperimentDefinition> {
-        self.create_experiment_impl(actor, project, environment, input)
-            .await
+        self.create(a, Env(p, e), input).await
     }
     async fn update_experiment(
         &self,
-        actor: &str,
-        project: &str,
-        environment: &str,
+        a: &str,
+        p: &str,
+        e: &str,
         key: &str,
-        expected: Version,
+        v: Version,
         input: ExperimentInput,
     ) -> Result<ExperimentDefinition> {
-        self.update_experiment_impl(actor, project, environment, key, expected, input)
-            .await
+        self.replace(a, Env(p, e), key, v, input).await
     }
     async fn delete_experiment(
         &self,
-        actor: &str,
-        project: &str,
-        environment: &str,
+        a: &str,
+        p: &str,
+        e: &str,
         key: &str,
-        expected: Version,
+        v: Version,
     ) -> Result<()> {
-        self.delete_experiment_impl(actor, project, environment, key, expected)
+        self.delete::<ExperimentDefinition>(a, Env(p, e), key, v)
             .await
     }
     async fn start_experiment(
         &self,
-        actor: &str,
-        project: &str,
-        environment: &str,
+        a: &str,
+        p: &str,
+        e: &str,
         key: &str,
-        expected: Version,
+        v: Version,
     ) -> Result<ExperimentDefinition> {
-        self.start_experiment_impl(actor, project, environment, key, expected)
-            .await
+        self.start_experiment_impl(a, Env(p, e), key, v).await
     }
     async fn stop_experiment(
         &self,
-        actor: &str,
-        project: &str,
-        environment: &str,
+        a: &str,
+        p: &str,
+        e: &str,
         key: &str,
-        expected: Version,
+        v: Version,
         winner: Option<String>,
     ) -> Result<ExperimentDefinition> {
-        self.stop_experiment_impl(actor, project, environment, key, expected, winner)
+        self.stop_experiment_impl(a, Env(p, e), key, v, winner)
             .await
     }
 
-    async fn list_holdouts(
-        &self,
-        project: &str,
-        environment: &str,
-    ) -> Result<Vec<HoldoutDefinition>> {
-        self.list_holdouts_impl(project, environment).await
+    async fn list_holdouts(&self, p: &str, e: &str) -> Result<Vec<HoldoutDefinition>> {
+        self.list(Env(p, e)).await
     }
-    async fn get_holdout(
-        &self,
-        project: &str,
-        environment: &str,
-        key: &str,
-    ) -> Result<HoldoutDefinition> {
-        self.get_holdout_impl(project, environment, key).await
+    async fn get_holdout(&self, p: &str, e: &str, key: &str) -> Result<HoldoutDefinition> {
+        self.get(Env(p, e), key).await
     }
     async fn create_holdout(
         &self,
-        actor: &str,
-        project: &str,
-        environment: &str,
+        a: &str,
+        p: &str,
+        e: &str,
         input: HoldoutInput,
     ) -> Result<HoldoutDefinition> {
-        self.put_holdout(actor, project, environment, None, input)
-            .await
+        self.create(a, Env(p, e), input).await
     }
     async fn update_holdout(
         &self,
-        actor: &str,
-        project: &str,
-        environment: &str,
+        a: &str,
+        p: &str,
+        e: &str,
         key: &str,
-        expected: Version,
+        v: Version,
         input: HoldoutInput,
     ) -> Result<HoldoutDefinition> {
-        if input.key != key {
-            return Err(StoreError::Invalid(format!(
-                "holdout key {key:?} cannot change to {:?}",
-                input.key
-            )));
-        }
-        self.put_holdout(actor, project, environment, Some(expected), input)
-            .await
+        self.replace(a, Env(p, e), key, v, input).await
     }
-    async fn delete_holdout(
-        &self,
-        actor: &str,
-        project: &str,
-        environment: &str,
-        key: &str,
-        expected: Version,
-    ) -> Result<()> {
-        self.delete_holdout_impl(actor, project, environment, key, expected)
-            .await
+    async fn delete_holdout(&self, a: &str, p: &str, e: &str, key: &str, v: Version) -> Result<()> {
+        self.delete::<HoldoutDefinition>(a, Env(p, e), key, v).await
     }
 
     async fn create_api_key(&self, actor: &str, input: ApiKeyInput) -> Result<CreatedApiKey> {
@@ -309,11 +254,44 @@ impl ConfigStore for SqlStore {
         self.list_audit_impl(filter).await
     }
 
-    async fn environment_document(
-        &self,
-        project: &str,
-        environment: &str,
-    ) -> Result<ConfigDocument> {
-        self.environment_document_impl(project, environment).await
+    async fn environment_document(&self, p: &str, e: &str) -> Result<ConfigDocument> {
+        self.environment_document_impl(p, e).await
+    }
+}
+
+/// Renames a project or an environment (their only changeable field).
+async fn rename<R>(
+    store: &SqlStore,
+    actor: &str,
+    scope: Scope<'_>,
+    key: &str,
+    expected: Version,
+    name: &str,
+) -> Result<R>
+where
+    R: super::resource::Resource + Named,
+{
+    store
+        .change(actor, "update", scope, key, expected, |r: &mut R| {
+            *r.name_mut() = name.to_string();
+            Ok(())
+        })
+        .await
+}
+
+/// What [`rename`] changes.
+trait Named {
+    fn name_mut(&mut self) -> &mut String;
+}
+
+impl Named for Project {
+    fn name_mut(&mut self) -> &mut String {
+        &mut self.name
+    }
+}
+
+impl Named for Environment {
+    fn name_mut(&mut self) -> &mut String {
+        &mut self.name
     }
 }

@@ -408,3 +408,104 @@ pub async fn the_demo_project_compiles_in_both_environments(t: Target) {
         assert_eq!(doc.experiments[0].variations.len(), 2);
     }
 }
+
+/// PostgreSQL cannot hold a NUL character in text and SQLite can: the store
+/// refuses one in any text field on every backend, naming the field, and
+/// writes nothing.
+pub async fn a_nul_character_is_refused_alike_by_every_backend(t: Target) {
+    let store = &*t.store;
+    project(store).await;
+    let refused = |r: Result<(), StoreError>, expected: &str| match r {
+        Err(StoreError::InvalidField { field, message }) => {
+            assert_eq!(field, expected);
+            assert!(message.contains("NUL"), "{message}");
+        }
+        other => panic!("{expected}: expected InvalidField, got {other:?}"),
+    };
+    let mut flag = bool_flag("f");
+    flag.name = "Check\0out".into();
+    refused(store.create_flag(ACTOR, "p", flag).await.map(drop), "name");
+    assert!(matches!(
+        store.get_flag("p", "f").await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let mut flag = bool_flag("f");
+    flag.tags = vec!["ok".into(), "b\0d".into()];
+    refused(
+        store.create_flag(ACTOR, "p", flag).await.map(drop),
+        "tags[1]",
+    );
+    let mut flag = bool_flag("f");
+    flag.variations[0].value = json!({"nested": ["\0"]});
+    refused(
+        store.create_flag(ACTOR, "p", flag).await.map(drop),
+        "variations[0].value.nested[0]",
+    );
+
+    let f = store.create_flag(ACTOR, "p", bool_flag("f")).await.unwrap();
+    let mut edit = bool_flag("f");
+    edit.description = "\0".into();
+    refused(
+        store
+            .update_flag(ACTOR, "p", "f", f.version, edit)
+            .await
+            .map(drop),
+        "description",
+    );
+    assert_eq!(store.get_flag("p", "f").await.unwrap(), f);
+
+    let segment = SegmentInput {
+        key: "s".into(),
+        name: "S".into(),
+        description: String::new(),
+        included: vec!["user\0".into()],
+        excluded: vec![],
+        rules: vec![],
+    };
+    refused(
+        store.create_segment(ACTOR, "p", segment).await.map(drop),
+        "included[0]",
+    );
+    refused(
+        store
+            .update_environment(ACTOR, "p", "production", 1, "Prod\0")
+            .await
+            .map(drop),
+        "name",
+    );
+    refused(
+        store
+            .create_project(
+                ACTOR,
+                ProjectInput {
+                    key: "q".into(),
+                    name: "\0".into(),
+                },
+            )
+            .await
+            .map(drop),
+        "name",
+    );
+    refused(
+        store
+            .create_api_key(
+                ACTOR,
+                ApiKeyInput {
+                    name: "k\0".into(),
+                    kind: ApiKeyKind::Admin(Role::Viewer),
+                    project: None,
+                    environment: None,
+                },
+            )
+            .await
+            .map(drop),
+        "name",
+    );
+    refused(store.set_organisation(ACTOR, "Org\0").await, "name");
+    assert_eq!(store.organisation().await.unwrap(), None);
+    assert_eq!(
+        store.get_environment("p", "production").await.unwrap().name,
+        "production"
+    );
+}

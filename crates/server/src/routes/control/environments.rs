@@ -1,4 +1,6 @@
-//! `/projects/{project}/environments`: viewers read, editors write.
+//! `/projects/{project}/environments`: viewers read, editors write. An
+//! environment's only change is its name (`PATCH`); deleting one deletes
+//! what is in it, API keys bound to it included.
 
 use axum::Router;
 use axum::extract::State;
@@ -6,26 +8,32 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
-use switchyard_store::{EnvironmentInput, Role};
+use switchyard_store::{ConfigStore, Environment, EnvironmentInput, Role, Version};
 
-use super::etag::{IfMatch, created, deleted, listed, versioned};
+use super::etag::{IfMatch, versioned};
 use super::input::{ApiPath, Body, allow, body, check_key, check_name};
+use super::resource::{self, ApiResource, InProject};
 use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/projects/{project}/environments", get(list).post(create))
+        .route(
+            "/projects/{project}/environments",
+            resource::collection::<Environments>(),
+        )
         .route(
             "/projects/{project}/environments/{env}",
-            get(read).patch(rename).delete(remove),
+            get(resource::read::<Environments>)
+                .patch(rename)
+                .delete(resource::remove::<Environments>),
         )
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateEnvironment {
+pub struct CreateEnvironment {
     key: String,
     name: String,
 }
@@ -36,48 +44,62 @@ struct RenameEnvironment {
     name: String,
 }
 
-async fn list(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath(project): ApiPath<String>,
-) -> ApiResult<Response> {
-    allow(&p, Role::Viewer, &project)?;
-    Ok(listed(&state.store.list_environments(&project).await?))
-}
+struct Environments;
 
-async fn create(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath(project): ApiPath<String>,
-    b: Body<CreateEnvironment>,
-) -> ApiResult<Response> {
-    allow(&p, Role::Editor, &project)?;
-    let input = body(b)?;
-    check_key("key", &input.key)?;
-    check_name("name", &input.name)?;
-    let env = state
-        .store
-        .create_environment(
-            &p.actor(),
-            &project,
-            EnvironmentInput {
-                key: input.key,
-                name: input.name,
-            },
-        )
-        .await?;
-    let location = format!("/api/v1/projects/{project}/environments/{}", env.key);
-    Ok(created(&location, env.version, &env))
-}
+impl ApiResource for Environments {
+    type Scope = InProject;
+    type Body = CreateEnvironment;
+    type Input = EnvironmentInput;
+    type Item = Environment;
+    const DELETE_TAKES_KEYS: bool = true;
 
-async fn read(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath((project, env)): ApiPath<(String, String)>,
-) -> ApiResult<Response> {
-    allow(&p, Role::Viewer, &project)?;
-    let env = state.store.get_environment(&project, &env).await?;
-    Ok(versioned(StatusCode::OK, env.version, &env))
+    fn body_key(body: &CreateEnvironment) -> Option<&str> {
+        Some(&body.key)
+    }
+
+    fn into_input(b: CreateEnvironment, key: String) -> ApiResult<EnvironmentInput> {
+        check_key("key", &key)?;
+        check_name("name", &b.name)?;
+        Ok(EnvironmentInput { key, name: b.name })
+    }
+
+    async fn list(store: &dyn ConfigStore, s: &InProject) -> ApiResult<Vec<Environment>> {
+        Ok(store.list_environments(&s.project).await?)
+    }
+    async fn get(store: &dyn ConfigStore, s: &InProject, key: &str) -> ApiResult<Environment> {
+        Ok(store.get_environment(&s.project, key).await?)
+    }
+    async fn create(
+        store: &dyn ConfigStore,
+        actor: &str,
+        s: &InProject,
+        input: EnvironmentInput,
+    ) -> ApiResult<Environment> {
+        Ok(store.create_environment(actor, &s.project, input).await?)
+    }
+    async fn replace(
+        store: &dyn ConfigStore,
+        actor: &str,
+        s: &InProject,
+        key: &str,
+        expected: Version,
+        input: EnvironmentInput,
+    ) -> ApiResult<Environment> {
+        Ok(store
+            .update_environment(actor, &s.project, key, expected, &input.name)
+            .await?)
+    }
+    async fn delete(
+        store: &dyn ConfigStore,
+        actor: &str,
+        s: &InProject,
+        key: &str,
+        expected: Version,
+    ) -> ApiResult<()> {
+        Ok(store
+            .delete_environment(actor, &s.project, key, expected)
+            .await?)
+    }
 }
 
 async fn rename(
@@ -91,26 +113,12 @@ async fn rename(
     let expected = if_match.version()?;
     let input = body(b)?;
     check_name("name", &input.name)?;
-    let env = state
-        .store
-        .update_environment(&p.actor(), &project, &env, expected, &input.name)
-        .await?;
+    let input = EnvironmentInput {
+        key: env.clone(),
+        name: input.name,
+    };
+    let scope = InProject { project };
+    let env =
+        Environments::replace(&*state.store, &p.actor(), &scope, &env, expected, input).await?;
     Ok(versioned(StatusCode::OK, env.version, &env))
-}
-
-async fn remove(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath((project, env)): ApiPath<(String, String)>,
-    if_match: IfMatch,
-) -> ApiResult<Response> {
-    allow(&p, Role::Editor, &project)?;
-    let expected = if_match.version()?;
-    state
-        .store
-        .delete_environment(&p.actor(), &project, &env, expected)
-        .await?;
-    // API keys bound to it went with it: forget cached ones at once.
-    state.auth.clear();
-    Ok(deleted())
 }

@@ -8,33 +8,29 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::post;
 use serde::Deserialize;
 use switchyard_core::model::{
     BasisPoints, Condition, ExperimentStatus, LayerRange, WeightedVariation, default_bucket_by,
 };
-use switchyard_store::{ExperimentDefinition, ExperimentInput, Role, Version};
+use switchyard_store::{ConfigStore, ExperimentDefinition, ExperimentInput, Role, Version};
 
-use super::etag::{IfMatch, created, deleted, listed, versioned};
-use super::input::{
-    ApiPath, Body, allow, body, check_basis_points, check_key, check_len, check_name,
-    check_same_key,
-};
+use super::etag::{IfMatch, versioned};
+use super::input::{ApiPath, allow, check_basis_points, check_key, check_len, check_name};
+use super::resource::{self, ApiResource, InEnvironment, store_calls};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-
-const BASE: &str = "/projects/{project}/environments/{env}/experiments";
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/projects/{project}/environments/{env}/experiments",
-            get(list).post(create),
+            resource::collection::<Experiments>(),
         )
         .route(
             "/projects/{project}/environments/{env}/experiments/{experiment}",
-            get(read).put(replace).delete(remove),
+            resource::item::<Experiments>(),
         )
         .route(
             "/projects/{project}/environments/{env}/experiments/{experiment}/start",
@@ -48,7 +44,7 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ExperimentBody {
+pub struct ExperimentBody {
     #[serde(default)]
     key: Option<String>,
     flag: String,
@@ -74,48 +70,80 @@ fn full_coverage() -> BasisPoints {
     10_000
 }
 
-impl ExperimentBody {
-    fn into_input(self, key: String) -> ApiResult<ExperimentInput> {
+struct Experiments;
+
+impl ApiResource for Experiments {
+    type Scope = InEnvironment;
+    type Body = ExperimentBody;
+    type Input = ExperimentInput;
+    type Item = ExperimentDefinition;
+
+    fn body_key(body: &ExperimentBody) -> Option<&str> {
+        body.key.as_deref()
+    }
+
+    fn into_input(b: ExperimentBody, key: String) -> ApiResult<ExperimentInput> {
         check_key("key", &key)?;
-        check_key("flag", &self.flag)?;
-        check_name("name", &self.name)?;
-        check_len("hypothesis", &self.hypothesis, 10_000)?;
-        check_basis_points("coverage", self.coverage)?;
-        check_name("bucket_by", &self.bucket_by)?;
-        if self.variations.is_empty() {
+        check_key("flag", &b.flag)?;
+        check_name("name", &b.name)?;
+        check_len("hypothesis", &b.hypothesis, 10_000)?;
+        check_basis_points("coverage", b.coverage)?;
+        check_name("bucket_by", &b.bucket_by)?;
+        if b.variations.is_empty() {
             return Err(ApiError::invalid_field(
                 "variations",
                 "an experiment needs at least one variation",
             ));
         }
-        for (i, v) in self.variations.iter().enumerate() {
+        for (i, v) in b.variations.iter().enumerate() {
             check_basis_points(&format!("variations[{i}].weight"), v.weight)?;
         }
-        if let Some(layer) = &self.layer {
+        if let Some(layer) = &b.layer {
             check_key("layer.key", &layer.key)?;
             check_basis_points("layer.start", layer.start)?;
             check_basis_points("layer.end", layer.end)?;
         }
-        for (i, h) in self.holdouts.iter().enumerate() {
+        for (i, h) in b.holdouts.iter().enumerate() {
             check_key(&format!("holdouts[{i}]"), h)?;
         }
-        for (i, m) in self.metrics.iter().enumerate() {
+        for (i, m) in b.metrics.iter().enumerate() {
             check_name(&format!("metrics[{i}]"), m)?;
         }
         Ok(ExperimentInput {
             key,
-            flag: self.flag,
-            name: self.name,
-            hypothesis: self.hypothesis,
-            variations: self.variations,
-            coverage: self.coverage,
-            bucket_by: self.bucket_by,
-            conditions: self.conditions,
-            layer: self.layer,
-            holdouts: self.holdouts,
-            metrics: self.metrics,
+            flag: b.flag,
+            name: b.name,
+            hypothesis: b.hypothesis,
+            variations: b.variations,
+            coverage: b.coverage,
+            bucket_by: b.bucket_by,
+            conditions: b.conditions,
+            layer: b.layer,
+            holdouts: b.holdouts,
+            metrics: b.metrics,
         })
     }
+
+    /// Only a draft can be edited (409 otherwise).
+    async fn check_replace(
+        store: &dyn ConfigStore,
+        s: &InEnvironment,
+        key: &str,
+        expected: Version,
+    ) -> ApiResult<()> {
+        let edited = ExperimentStatus::Draft;
+        expect_status(store, &s.project, &s.env, key, expected, edited, "edited").await?;
+        Ok(())
+    }
+
+    store_calls!(
+        environment,
+        list_experiments,
+        get_experiment,
+        create_experiment,
+        update_experiment,
+        delete_experiment
+    );
 }
 
 /// The optional body of `stop`.
@@ -124,90 +152,6 @@ impl ExperimentBody {
 struct StopBody {
     #[serde(default)]
     winner: Option<String>,
-}
-
-async fn list(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath((project, env)): ApiPath<(String, String)>,
-) -> ApiResult<Response> {
-    allow(&p, Role::Viewer, &project)?;
-    Ok(listed(&state.store.list_experiments(&project, &env).await?))
-}
-
-async fn create(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath((project, env)): ApiPath<(String, String)>,
-    b: Body<ExperimentBody>,
-) -> ApiResult<Response> {
-    allow(&p, Role::Editor, &project)?;
-    let mut input = body(b)?;
-    let key = input
-        .key
-        .take()
-        .ok_or_else(|| ApiError::invalid_field("key", "missing field `key`"))?;
-    let input = input.into_input(key)?;
-    let e = state
-        .store
-        .create_experiment(&p.actor(), &project, &env, input)
-        .await?;
-    let location = format!("/api/v1{}/{}", fill(&project, &env), e.key);
-    Ok(created(&location, e.version, &e))
-}
-
-async fn read(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath((project, env, key)): ApiPath<(String, String, String)>,
-) -> ApiResult<Response> {
-    allow(&p, Role::Viewer, &project)?;
-    let e = state.store.get_experiment(&project, &env, &key).await?;
-    Ok(versioned(StatusCode::OK, e.version, &e))
-}
-
-async fn replace(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath((project, env, key)): ApiPath<(String, String, String)>,
-    if_match: IfMatch,
-    b: Body<ExperimentBody>,
-) -> ApiResult<Response> {
-    allow(&p, Role::Editor, &project)?;
-    let expected = if_match.version()?;
-    let input = body(b)?;
-    check_same_key(&key, input.key.as_deref())?;
-    let input = input.into_input(key.clone())?;
-    expect_status(
-        &state,
-        &project,
-        &env,
-        &key,
-        expected,
-        ExperimentStatus::Draft,
-        "edited",
-    )
-    .await?;
-    let e = state
-        .store
-        .update_experiment(&p.actor(), &project, &env, &key, expected, input)
-        .await?;
-    Ok(versioned(StatusCode::OK, e.version, &e))
-}
-
-async fn remove(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath((project, env, key)): ApiPath<(String, String, String)>,
-    if_match: IfMatch,
-) -> ApiResult<Response> {
-    allow(&p, Role::Editor, &project)?;
-    let expected = if_match.version()?;
-    state
-        .store
-        .delete_experiment(&p.actor(), &project, &env, &key, expected)
-        .await?;
-    Ok(deleted())
 }
 
 async fn start(
@@ -219,7 +163,7 @@ async fn start(
     allow(&p, Role::Editor, &project)?;
     let expected = if_match.version()?;
     expect_status(
-        &state,
+        &*state.store,
         &project,
         &env,
         &key,
@@ -258,7 +202,7 @@ async fn stop(
         check_key("winner", w)?;
     }
     let current = expect_status(
-        &state,
+        &*state.store,
         &project,
         &env,
         &key,
@@ -285,7 +229,7 @@ async fn stop(
 /// The experiment, if it is at version `expected` (else 412) and in
 /// `status` (else 409: the transition is not allowed from where it is).
 async fn expect_status(
-    state: &AppState,
+    store: &dyn ConfigStore,
     project: &str,
     env: &str,
     key: &str,
@@ -293,7 +237,7 @@ async fn expect_status(
     status: ExperimentStatus,
     verb: &str,
 ) -> ApiResult<ExperimentDefinition> {
-    let e = state.store.get_experiment(project, env, key).await?;
+    let e = store.get_experiment(project, env, key).await?;
     if e.version != expected {
         return Err(ApiError::PreconditionFailed(format!(
             "experiment {key:?} was changed concurrently: current version is {}",
@@ -312,8 +256,4 @@ async fn expect_status(
 
 fn status_name(s: ExperimentStatus) -> &'static str {
     s.as_str()
-}
-
-fn fill(project: &str, env: &str) -> String {
-    BASE.replace("{project}", project).replace("{env}", env)
 }

@@ -10,24 +10,22 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, put};
+use axum::routing::put;
 use serde::Deserialize;
 use switchyard_core::model::{FlagType, Variation};
 use switchyard_store::{FlagDefinition, FlagEnvironment, FlagInput, Role, Version};
 
-use super::etag::{IfMatch, created, deleted, listed, versioned};
-use super::input::{ApiPath, Body, allow, body, check_key, check_len, check_name, check_same_key};
+use super::etag::{IfMatch, versioned};
+use super::input::{ApiPath, Body, allow, body, check_key, check_len, check_name};
+use super::resource::{ApiResource, InProject, collection, item, store_calls};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/projects/{project}/flags", get(list).post(create))
-        .route(
-            "/projects/{project}/flags/{flag}",
-            get(read).put(replace).delete(remove),
-        )
+        .route("/projects/{project}/flags", collection::<Flags>())
+        .route("/projects/{project}/flags/{flag}", item::<Flags>())
         .route(
             "/projects/{project}/flags/{flag}/environments/{env}",
             put(replace_settings).patch(switch),
@@ -38,7 +36,7 @@ pub fn router() -> Router<AppState> {
 /// may be repeated but not changed.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FlagBody {
+pub struct FlagBody {
     #[serde(default)]
     key: Option<String>,
     name: String,
@@ -59,22 +57,33 @@ struct FlagBody {
     environments: BTreeMap<String, FlagEnvironment>,
 }
 
-impl FlagBody {
-    fn into_input(self, key: String) -> ApiResult<FlagInput> {
+struct Flags;
+
+impl ApiResource for Flags {
+    type Scope = InProject;
+    type Body = FlagBody;
+    type Input = FlagInput;
+    type Item = FlagDefinition;
+
+    fn body_key(body: &FlagBody) -> Option<&str> {
+        body.key.as_deref()
+    }
+
+    fn into_input(b: FlagBody, key: String) -> ApiResult<FlagInput> {
         check_key("key", &key)?;
-        check_name("name", &self.name)?;
-        check_len("description", &self.description, 10_000)?;
-        if self.tags.len() > 50 {
+        check_name("name", &b.name)?;
+        check_len("description", &b.description, 10_000)?;
+        if b.tags.len() > 50 {
             return Err(ApiError::invalid_field("tags", "at most 50 tags"));
         }
-        for (i, tag) in self.tags.iter().enumerate() {
+        for (i, tag) in b.tags.iter().enumerate() {
             check_name(&format!("tags[{i}]"), tag)?;
             check_len(&format!("tags[{i}]"), tag, 64)?;
         }
-        if self.metadata.len() > 50 {
+        if b.metadata.len() > 50 {
             return Err(ApiError::invalid_field("metadata", "at most 50 entries"));
         }
-        for (name, value) in &self.metadata {
+        for (name, value) in &b.metadata {
             let field = format!("metadata.{name}");
             check_name(&field, name)?;
             check_len(&field, name, 64)?;
@@ -89,30 +98,39 @@ impl FlagBody {
                 }
             }
         }
-        if self.variations.is_empty() {
+        if b.variations.is_empty() {
             return Err(ApiError::invalid_field(
                 "variations",
                 "a flag needs at least one variation",
             ));
         }
-        for (i, v) in self.variations.iter().enumerate() {
+        for (i, v) in b.variations.iter().enumerate() {
             check_key(&format!("variations[{i}].key"), &v.key)?;
         }
-        for env in self.environments.keys() {
+        for env in b.environments.keys() {
             check_key("environments", env)?;
         }
         Ok(FlagInput {
             key,
-            name: self.name,
-            description: self.description,
-            flag_type: self.flag_type,
-            variations: self.variations,
-            tags: self.tags,
-            metadata: self.metadata,
-            archived: self.archived,
-            environments: self.environments,
+            name: b.name,
+            description: b.description,
+            flag_type: b.flag_type,
+            variations: b.variations,
+            tags: b.tags,
+            metadata: b.metadata,
+            archived: b.archived,
+            environments: b.environments,
         })
     }
+
+    store_calls!(
+        project,
+        list_flags,
+        get_flag,
+        create_flag,
+        update_flag,
+        delete_flag
+    );
 }
 
 /// The kill switch: only `enabled`.
@@ -120,77 +138,6 @@ impl FlagBody {
 #[serde(deny_unknown_fields)]
 struct Switch {
     enabled: bool,
-}
-
-async fn list(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath(project): ApiPath<String>,
-) -> ApiResult<Response> {
-    allow(&p, Role::Viewer, &project)?;
-    Ok(listed(&state.store.list_flags(&project).await?))
-}
-
-async fn create(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath(project): ApiPath<String>,
-    b: Body<FlagBody>,
-) -> ApiResult<Response> {
-    allow(&p, Role::Editor, &project)?;
-    let mut input = body(b)?;
-    let key = input
-        .key
-        .take()
-        .ok_or_else(|| ApiError::invalid_field("key", "missing field `key`"))?;
-    let input = input.into_input(key)?;
-    let flag = state.store.create_flag(&p.actor(), &project, input).await?;
-    let location = format!("/api/v1/projects/{project}/flags/{}", flag.key);
-    Ok(created(&location, flag.version, &flag))
-}
-
-async fn read(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath((project, flag)): ApiPath<(String, String)>,
-) -> ApiResult<Response> {
-    allow(&p, Role::Viewer, &project)?;
-    let flag = state.store.get_flag(&project, &flag).await?;
-    Ok(versioned(StatusCode::OK, flag.version, &flag))
-}
-
-async fn replace(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath((project, flag)): ApiPath<(String, String)>,
-    if_match: IfMatch,
-    b: Body<FlagBody>,
-) -> ApiResult<Response> {
-    allow(&p, Role::Editor, &project)?;
-    let expected = if_match.version()?;
-    let input = body(b)?;
-    check_same_key(&flag, input.key.as_deref())?;
-    let input = input.into_input(flag.clone())?;
-    let flag = state
-        .store
-        .update_flag(&p.actor(), &project, &flag, expected, input)
-        .await?;
-    Ok(versioned(StatusCode::OK, flag.version, &flag))
-}
-
-async fn remove(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath((project, flag)): ApiPath<(String, String)>,
-    if_match: IfMatch,
-) -> ApiResult<Response> {
-    allow(&p, Role::Editor, &project)?;
-    let expected = if_match.version()?;
-    state
-        .store
-        .delete_flag(&p.actor(), &project, &flag, expected)
-        .await?;
-    Ok(deleted())
 }
 
 async fn replace_settings(

@@ -2,32 +2,24 @@
 //! environment of the project. Viewers read, editors write.
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
-use axum::routing::get;
 use serde::Deserialize;
 use switchyard_core::model::SegmentRule;
-use switchyard_store::{Role, SegmentInput};
+use switchyard_store::{SegmentDefinition, SegmentInput};
 
-use super::etag::{IfMatch, created, deleted, listed, versioned};
-use super::input::{ApiPath, Body, allow, body, check_key, check_len, check_name, check_same_key};
-use crate::auth::Principal;
+use super::input::{check_key, check_len, check_name};
+use super::resource::{ApiResource, InProject, collection, item, store_calls};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/projects/{project}/segments", get(list).post(create))
-        .route(
-            "/projects/{project}/segments/{segment}",
-            get(read).put(replace).delete(remove),
-        )
+        .route("/projects/{project}/segments", collection::<Segments>())
+        .route("/projects/{project}/segments/{segment}", item::<Segments>())
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SegmentBody {
+pub struct SegmentBody {
     #[serde(default)]
     key: Option<String>,
     name: String,
@@ -41,12 +33,23 @@ struct SegmentBody {
     rules: Vec<SegmentRule>,
 }
 
-impl SegmentBody {
-    fn into_input(self, key: String) -> ApiResult<SegmentInput> {
+struct Segments;
+
+impl ApiResource for Segments {
+    type Scope = InProject;
+    type Body = SegmentBody;
+    type Input = SegmentInput;
+    type Item = SegmentDefinition;
+
+    fn body_key(body: &SegmentBody) -> Option<&str> {
+        body.key.as_deref()
+    }
+
+    fn into_input(b: SegmentBody, key: String) -> ApiResult<SegmentInput> {
         check_key("key", &key)?;
-        check_name("name", &self.name)?;
-        check_len("description", &self.description, 10_000)?;
-        for (field, units) in [("included", &self.included), ("excluded", &self.excluded)] {
+        check_name("name", &b.name)?;
+        check_len("description", &b.description, 10_000)?;
+        for (field, units) in [("included", &b.included), ("excluded", &b.excluded)] {
             for (i, unit) in units.iter().enumerate() {
                 if unit.is_empty() {
                     return Err(ApiError::invalid_field(
@@ -58,85 +61,20 @@ impl SegmentBody {
         }
         Ok(SegmentInput {
             key,
-            name: self.name,
-            description: self.description,
-            included: self.included,
-            excluded: self.excluded,
-            rules: self.rules,
+            name: b.name,
+            description: b.description,
+            included: b.included,
+            excluded: b.excluded,
+            rules: b.rules,
         })
     }
-}
 
-async fn list(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath(project): ApiPath<String>,
-) -> ApiResult<Response> {
-    allow(&p, Role::Viewer, &project)?;
-    Ok(listed(&state.store.list_segments(&project).await?))
-}
-
-async fn create(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath(project): ApiPath<String>,
-    b: Body<SegmentBody>,
-) -> ApiResult<Response> {
-    allow(&p, Role::Editor, &project)?;
-    let mut input = body(b)?;
-    let key = input
-        .key
-        .take()
-        .ok_or_else(|| ApiError::invalid_field("key", "missing field `key`"))?;
-    let input = input.into_input(key)?;
-    let segment = state
-        .store
-        .create_segment(&p.actor(), &project, input)
-        .await?;
-    let location = format!("/api/v1/projects/{project}/segments/{}", segment.key);
-    Ok(created(&location, segment.version, &segment))
-}
-
-async fn read(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath((project, segment)): ApiPath<(String, String)>,
-) -> ApiResult<Response> {
-    allow(&p, Role::Viewer, &project)?;
-    let segment = state.store.get_segment(&project, &segment).await?;
-    Ok(versioned(StatusCode::OK, segment.version, &segment))
-}
-
-async fn replace(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath((project, segment)): ApiPath<(String, String)>,
-    if_match: IfMatch,
-    b: Body<SegmentBody>,
-) -> ApiResult<Response> {
-    allow(&p, Role::Editor, &project)?;
-    let expected = if_match.version()?;
-    let input = body(b)?;
-    check_same_key(&segment, input.key.as_deref())?;
-    let input = input.into_input(segment.clone())?;
-    let segment = state
-        .store
-        .update_segment(&p.actor(), &project, &segment, expected, input)
-        .await?;
-    Ok(versioned(StatusCode::OK, segment.version, &segment))
-}
-
-async fn remove(
-    State(state): State<AppState>,
-    p: Principal,
-    ApiPath((project, segment)): ApiPath<(String, String)>,
-    if_match: IfMatch,
-) -> ApiResult<Response> {
-    allow(&p, Role::Editor, &project)?;
-    let expected = if_match.version()?;
-    state
-        .store
-        .delete_segment(&p.actor(), &project, &segment, expected)
-        .await?;
-    Ok(deleted())
+    store_calls!(
+        project,
+        list_segments,
+        get_segment,
+        create_segment,
+        update_segment,
+        delete_segment
+    );
 }
