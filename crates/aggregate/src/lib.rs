@@ -14,6 +14,8 @@
 //! - `checkpoint.rs`: the state as bytes (and back), and the atomic file
 //!   write (temp file, fsync, rename, fsync of the directory).
 //! - `hash.rs`: the keyed 64-bit unit hash and its collision bound.
+//! - `guardrail.rs`: which results call for an alert (a harmed guardrail
+//!   metric under a sequential test, a sample ratio mismatch).
 //!
 //! # Invariants
 //! - No clock, no randomness, no async runtime; the only I/O is
@@ -30,6 +32,7 @@
 mod aggregator;
 pub mod checkpoint;
 mod experiment;
+pub mod guardrail;
 pub mod hash;
 mod moments;
 mod results;
