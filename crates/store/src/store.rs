@@ -234,6 +234,25 @@ pub trait ConfigStore: Send + Sync + std::fmt::Debug {
     // Audit log
     async fn list_audit(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>>;
 
+    // Experiment alerts (written by the guardrail monitor)
+    /// Records a finding once per (experiment, phase, kind, metric,
+    /// variation), audited; `None` when it was already recorded.
+    async fn record_experiment_alert(
+        &self,
+        actor: &str,
+        project: &str,
+        environment: &str,
+        experiment: &str,
+        alert: AlertInput,
+    ) -> Result<Option<ExperimentAlert>>;
+    /// An experiment's alerts, oldest first (at most 1,000).
+    async fn list_experiment_alerts(
+        &self,
+        project: &str,
+        environment: &str,
+        experiment: &str,
+    ) -> Result<Vec<ExperimentAlert>>;
+
     // Documents
     /// The evaluator's document for one environment. Its `revision` is the
     /// project's change counter: it grows with every change in the project.

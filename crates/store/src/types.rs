@@ -376,3 +376,36 @@ pub struct LiveApiKey {
     /// Lowercase hex, as [`crate::hash_secret`] computes it.
     pub secret_hash: String,
 }
+
+/// A finding an experiment's guardrail monitor recorded: a harmed
+/// guardrail metric or a sample ratio mismatch, once per phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentAlert {
+    pub project: String,
+    pub environment: String,
+    pub experiment: String,
+    pub phase: u32,
+    /// `guardrail_harmed` or `sample_ratio_mismatch`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variation: Option<String>,
+    pub message: String,
+    /// What was done: `recorded`, or `stopped` (the experiment was stopped
+    /// and its baseline served to everyone).
+    pub action: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// What [`crate::ConfigStore::record_experiment_alert`] records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertInput {
+    pub phase: u32,
+    pub kind: String,
+    pub metric: Option<String>,
+    pub variation: Option<String>,
+    pub message: String,
+    pub action: String,
+}

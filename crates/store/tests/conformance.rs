@@ -8,6 +8,8 @@
 
 #[path = "conformance/cases.rs"]
 mod cases;
+#[path = "conformance/cases_alerts.rs"]
+mod cases_alerts;
 #[path = "conformance/cases_more.rs"]
 mod cases_more;
 #[path = "conformance/harness.rs"]
@@ -51,6 +53,7 @@ conformance! {
     cases_more::bootstrap_creates_the_default_project_and_an_admin_key_once,
     cases_more::the_demo_project_compiles_in_both_environments,
     cases_more::a_nul_character_is_refused_alike_by_every_backend,
+    cases_alerts::an_alert_is_recorded_once_per_finding_and_phase_and_audited,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

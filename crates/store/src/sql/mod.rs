@@ -14,6 +14,7 @@
 //! anyway with `BEGIN IMMEDIATE`), so the version checks and
 //! existence checks that follow cannot race, and revisions commit in order.
 
+mod alerts;
 mod documents;
 mod environments;
 mod experiments;

@@ -254,6 +254,26 @@ impl ConfigStore for SqlStore {
         self.list_audit_impl(filter).await
     }
 
+    async fn record_experiment_alert(
+        &self,
+        actor: &str,
+        p: &str,
+        e: &str,
+        experiment: &str,
+        alert: AlertInput,
+    ) -> Result<Option<ExperimentAlert>> {
+        self.record_experiment_alert_impl(actor, p, e, experiment, alert)
+            .await
+    }
+    async fn list_experiment_alerts(
+        &self,
+        p: &str,
+        e: &str,
+        experiment: &str,
+    ) -> Result<Vec<ExperimentAlert>> {
+        self.list_experiment_alerts_impl(p, e, experiment).await
+    }
+
     async fn environment_document(&self, p: &str, e: &str) -> Result<ConfigDocument> {
         self.environment_document_impl(p, e).await
     }
