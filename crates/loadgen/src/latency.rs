@@ -176,6 +176,15 @@ async fn setup(c: &mut Client, admin: &str, project: String) -> anyhow::Result<S
         201,
     )
     .await?;
+    c.expect(
+        post.clone(),
+        &format!("{p}/metrics"),
+        admin,
+        None,
+        json!({"key": "purchase", "kind": "binomial", "numerator": {"event": "purchase"}}),
+        201,
+    )
+    .await?;
     let exp = format!("{p}/environments/bench/experiments");
     let created = c
         .expect(

@@ -9,8 +9,9 @@
 //! stream later (one `Aggregation` per partition, its own checkpoint
 //! directory and consumer name).
 //!
-//! Experiments (not drafts) and their metrics are read from the config
-//! store at start and on every change notification.
+//! Experiments (not drafts) and the metric definitions they name are read
+//! from the config store at start and on every change notification (a
+//! changed metric definition announces a change of its project).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,10 +21,9 @@ use switchyard_aggregate::{
     Aggregator, AnalysisOptions, Event, ExperimentResults, ExperimentSpec, Limits, ResultsError,
     SpecMetric, checkpoint,
 };
-use switchyard_core::metric::MetricDefinition;
 use switchyard_core::model::ExperimentStatus;
 use switchyard_events::{EventStream, StoredEvent};
-use switchyard_store::{ConfigStore, ExperimentDefinition};
+use switchyard_store::{ConfigStore, ExperimentDefinition, Metric};
 use tokio::sync::watch;
 
 /// Settings of the aggregation consumer.
@@ -395,22 +395,11 @@ fn ms(t: time::OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// The metric definition an experiment's metric name stands for. The
-/// config store has no metric definitions yet: until it does, a name is
-/// read as the conversion metric of the tracked event of that name
-/// (binomial, no window, CUPED on).
-fn resolve_metric(name: &str) -> Option<MetricDefinition> {
-    let def: MetricDefinition = serde_json::from_value(serde_json::json!({
-        "key": name,
-        "kind": "binomial",
-        "numerator": {"event": name},
-    }))
-    .ok()?;
-    def.validate().ok().map(|_| def)
-}
-
-/// The aggregator's view of one stored experiment.
-pub fn spec_of(e: &ExperimentDefinition) -> Option<ExperimentSpec> {
+/// The aggregator's view of one stored experiment: its metrics are the
+/// project's definitions (`metrics`) of the keys it names, with their
+/// roles. A name without a definition (the store refuses those) or whose
+/// definition no longer validates is left out.
+pub fn spec_of(e: &ExperimentDefinition, metrics: &[Metric]) -> Option<ExperimentSpec> {
     if e.status == ExperimentStatus::Draft {
         return None;
     }
@@ -426,10 +415,13 @@ pub fn spec_of(e: &ExperimentDefinition) -> Option<ExperimentSpec> {
         metrics: e
             .metrics
             .iter()
-            .filter_map(|m| resolve_metric(m))
-            .map(|definition| SpecMetric {
-                definition,
-                role: Default::default(),
+            .filter_map(|r| {
+                let m = metrics.iter().find(|m| m.definition.key == r.metric)?;
+                m.definition.validate().ok()?;
+                Some(SpecMetric {
+                    definition: m.definition.clone(),
+                    role: r.role,
+                })
             })
             .collect(),
     })
@@ -441,9 +433,10 @@ pub async fn load_specs(
 ) -> Result<Vec<ExperimentSpec>, switchyard_store::StoreError> {
     let mut out = Vec::new();
     for p in store.list_projects().await? {
+        let metrics = store.list_metrics(&p.key).await?;
         for env in store.list_environments(&p.key).await? {
             for e in store.list_experiments(&p.key, &env.key).await? {
-                out.extend(spec_of(&e));
+                out.extend(spec_of(&e, &metrics));
             }
         }
     }

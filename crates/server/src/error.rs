@@ -95,7 +95,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { .. } => ApiError::NotFound(e.to_string()),
             StoreError::Conflict { .. } => ApiError::PreconditionFailed(e.to_string()),
-            StoreError::AlreadyExists { .. } => ApiError::Conflict(e.to_string()),
+            StoreError::AlreadyExists { .. } | StoreError::InUse { .. } => {
+                ApiError::Conflict(e.to_string())
+            }
             StoreError::Invalid(m) => ApiError::Unprocessable(m),
             StoreError::InvalidField { field, message } => {
                 ApiError::UnprocessableField { field, message }

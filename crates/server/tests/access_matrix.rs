@@ -120,6 +120,21 @@ fn rows() -> Vec<(Method, &'static str, Option<Value>, [u16; 7])> {
             W,
         ),
         (M::DELETE, "/projects/demo/segments/beta-testers", None, W),
+        (M::GET, "/projects/demo/metrics", None, R),
+        (
+            M::POST,
+            "/projects/demo/metrics",
+            Some(json!({"key": "m-{k}", "kind": "count", "numerator": {"event": "e"}})),
+            C,
+        ),
+        (M::GET, "/projects/demo/metrics/revenue", None, R),
+        (
+            M::PUT,
+            "/projects/demo/metrics/revenue",
+            Some(json!({"kind": "sum", "numerator": {"event": "purchase"}})),
+            W,
+        ),
+        (M::DELETE, "/projects/demo/metrics/revenue", None, W),
         (
             M::GET,
             "/projects/demo/environments/production/experiments",

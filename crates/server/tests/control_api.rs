@@ -714,6 +714,11 @@ async fn an_experiment_goes_from_draft_to_running_to_stopped_and_only_a_draft_is
     for backend in BACKENDS {
         let server = start(backend).await;
         let api = Api::new(&server);
+        // The experiment names a metric: it must be defined first.
+        let metric = json!({"key": "checkout", "kind": "binomial",
+            "numerator": {"event": "checkout"}});
+        let r = api.post("/projects/demo/metrics", metric).await;
+        assert_eq!(r.status(), 201, "{backend:?}");
         let base = "/projects/demo/environments/development/experiments";
         let exp = json!({"key": "search-test", "flag": "new-search", "name": "Search test",
             "variations": [{"variation": "on", "weight": 5000}, {"variation": "off", "weight": 5000}],
@@ -1026,6 +1031,178 @@ async fn flag_metadata_is_kept_and_returned_with_evaluations() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert_eq!(cleared["metadata"], json!({}), "{backend:?}");
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn metric_definitions_are_versioned_validated_naming_the_field_and_kept_while_named() {
+    for backend in BACKENDS {
+        let server = start(backend).await;
+        let api = Api::new(&server);
+        let base = "/projects/demo/metrics";
+        let aov = json!({"key": "order-value", "name": "Order value", "kind": "mean",
+            "numerator": {"event": "purchase",
+                "conditions": [{"attribute": "currency", "op": "in", "value": ["EUR", "USD"]}]},
+            "window_hours": 72, "direction": "higher", "cap": {"fixed": 1000}});
+        let r = api.post(base, aov.clone()).await;
+        assert_eq!(r.status(), 201, "{backend:?}");
+        assert_eq!(etag(&r), "\"1\"");
+        assert_eq!(
+            r.headers()["location"],
+            "/api/v1/projects/demo/metrics/order-value"
+        );
+        let created: Value = r.json().await.unwrap();
+        assert_eq!(created["project"], "demo");
+        let mut numerator = aov["numerator"].clone();
+        numerator["aggregate"] = json!("count");
+        assert_eq!(created["numerator"], numerator, "defaults are shown");
+        assert_eq!(
+            created["cuped"],
+            json!({"enabled": true, "lookback_hours": 168})
+        );
+        let keys: Vec<Value> = api
+            .get(base)
+            .await
+            .json::<Vec<Value>>()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m["key"].clone())
+            .collect();
+        assert_eq!(
+            keys,
+            [json!("order-value"), json!("purchase"), json!("revenue")]
+        );
+
+        // Invalid definitions: 422 naming the field; bad JSON shapes: 400.
+        for (body, field) in [
+            (
+                json!({"key": "r", "kind": "ratio", "numerator": {"event": "a"}}),
+                "denominator",
+            ),
+            (
+                json!({"key": "r", "kind": "sum", "numerator": {"event": "a"}, "cap": {"percentile": 2}}),
+                "cap.percentile",
+            ),
+            (
+                json!({"key": "r", "kind": "count", "numerator": {"event": "a",
+                    "conditions": [{"attribute": "x", "op": "in_segment", "value": ["s"]}]}}),
+                "numerator.conditions[0].op",
+            ),
+            (
+                json!({"key": "r", "name": "A\u{0}B", "kind": "count", "numerator": {"event": "a"}}),
+                "name",
+            ),
+        ] {
+            let r = api.post(base, body).await;
+            assert_eq!(r.status(), 422, "{field}");
+            let e: Value = r.json().await.unwrap();
+            assert_eq!(e["error"]["field"], field, "{e}");
+            assert_eq!(e["error"]["code"], "invalid_field");
+        }
+        let r = api
+            .post(
+                base,
+                json!({"key": "r", "kind": "median", "numerator": {"event": "a"}}),
+            )
+            .await;
+        assert_eq!(r.status(), 400);
+        let r = api
+            .post(base, json!({"kind": "count", "numerator": {"event": "a"}}))
+            .await;
+        assert_eq!(r.status(), 400);
+
+        // Replace: If-Match required and checked; the key never changes.
+        let path = format!("{base}/order-value");
+        let mut lower = aov.clone();
+        lower["direction"] = json!("lower");
+        let r = api.send(Method::PUT, &path, None, lower.clone()).await;
+        assert_eq!(r.status(), 428);
+        let r = api
+            .send(Method::PUT, &path, Some("\"7\""), lower.clone())
+            .await;
+        assert_eq!(r.status(), 412);
+        let mut renamed = lower.clone();
+        renamed["key"] = json!("other");
+        let r = api.send(Method::PUT, &path, Some("\"1\""), renamed).await;
+        assert_eq!(r.status(), 400);
+        let r = api.send(Method::PUT, &path, Some("\"1\""), lower).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(etag(&r), "\"2\"");
+        let r = api.get(&path).await;
+        assert_eq!(etag(&r), "\"2\"");
+        assert_eq!(r.json::<Value>().await.unwrap()["direction"], "lower");
+
+        // Experiments name defined metrics only, with a role.
+        let experiments = "/projects/demo/environments/development/experiments";
+        let exp = |metrics: Value| {
+            json!({"key": "aov-test", "flag": "new-search", "name": "AOV",
+                "variations": [{"variation": "on", "weight": 5000}, {"variation": "off", "weight": 5000}],
+                "metrics": metrics})
+        };
+        let r = api
+            .post(experiments, exp(json!(["purchase", "nope"])))
+            .await;
+        assert_eq!(r.status(), 422);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["field"], "metrics[1]");
+        assert!(e["error"]["message"].as_str().unwrap().contains("\"nope\""));
+        let r = api
+            .post(
+                experiments,
+                exp(json!([{"metric": "purchase", "role": "boss"}])),
+            )
+            .await;
+        assert_eq!(r.status(), 400);
+        let r = api
+            .post(
+                experiments,
+                exp(json!(["purchase", {"metric": "order-value", "role": "guardrail"}])),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(
+            e["metrics"],
+            json!([{"metric": "purchase", "role": "goal"},
+                   {"metric": "order-value", "role": "guardrail"}])
+        );
+
+        // Deleting a metric an experiment names: 409 naming it.
+        let r = api
+            .send(Method::DELETE, &path, Some("\"2\""), json!(null))
+            .await;
+        assert_eq!(r.status(), 409);
+        let e: Value = r.json().await.unwrap();
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(message.contains("development/aov-test"), "{message}");
+        let r = api
+            .send(
+                Method::DELETE,
+                &format!("{experiments}/aov-test"),
+                Some("\"1\""),
+                json!(null),
+            )
+            .await;
+        assert_eq!(r.status(), 204);
+        let r = api
+            .send(Method::DELETE, &path, Some("\"2\""), json!(null))
+            .await;
+        assert_eq!(r.status(), 204);
+        assert_eq!(api.get(&path).await.status(), 404);
+
+        let r = api
+            .get("/audit?resource_kind=metric&resource_key=order-value")
+            .await;
+        let actions: Vec<Value> = r
+            .json::<Vec<Value>>()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e["action"].clone())
+            .collect();
+        assert_eq!(actions, [json!("delete"), json!("update"), json!("create")]);
         server.stop().await;
     }
 }

@@ -88,7 +88,8 @@ impl Server {
         format!("{}/api/v1{path}", self.url)
     }
 
-    /// Creates and starts an experiment on the demo's `new-search` flag.
+    /// Creates and starts an experiment on the demo's `new-search` flag,
+    /// measuring the demo's `purchase` metric (binomial, `purchase` events).
     async fn running_experiment(&self, key: &str, weights: [u32; 2]) {
         let http = reqwest::Client::new();
         let base = "/projects/demo/environments/development/experiments";
@@ -493,5 +494,121 @@ async fn bad_results_requests_get_4xx_and_sdk_keys_are_refused() {
     // A started experiment with no events yet answers, with zero units.
     let r = server.settled("checks", "").await;
     assert_eq!(r["variations"][0]["units"], 0);
+    server.stop().await;
+}
+
+/// The aggregator reads the project's stored metric definitions and the
+/// roles the experiment gives them, and re-reads them when one changes; a
+/// metric an experiment names cannot be deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_use_the_stored_metric_definitions_with_their_roles_and_follow_a_change() {
+    let server = start().await;
+    let http = reqwest::Client::new();
+    let spend = json!({"key": "spend", "kind": "sum", "numerator": {"event": "purchase"},
+        "cuped": {"enabled": false}});
+    let r = http
+        .post(server.api("/projects/demo/metrics"))
+        .bearer_auth(&server.admin)
+        .json(&spend)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let base = "/projects/demo/environments/development/experiments";
+    let r = http
+        .post(server.api(base))
+        .bearer_auth(&server.admin)
+        .json(&json!({"key": "roles", "flag": "new-search", "name": "Roles",
+            "variations": [{"variation": "off", "weight": 5000}, {"variation": "on", "weight": 5000}],
+            "metrics": ["purchase", {"metric": "spend", "role": "guardrail"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = http
+        .post(server.api(&format!("{base}/roles/start")))
+        .bearer_auth(&server.admin)
+        .header("If-Match", "\"1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let t0 = now_ms() + 60_000;
+    let exposure = |unit: &str, variation: &str| {
+        json!({"id": format!("x-{unit}"), "type": "exposure", "unit": unit,
+            "experiment": "roles", "variation": variation, "time": iso(t0)})
+    };
+    let purchase = |id: &str, unit: &str, value: f64| {
+        json!({"id": id, "type": "track", "unit": unit, "name": "purchase",
+            "value": value, "time": iso(t0 + 1000)})
+    };
+    server
+        .send(&[
+            exposure("a", "off"),
+            exposure("b", "off"),
+            exposure("c", "on"),
+            purchase("p1", "a", 30.0),
+            purchase("p2", "a", 12.0),
+            purchase("p3", "c", 5.0),
+        ])
+        .await;
+    let r = server.settled("roles", "").await;
+    let metrics = r["metrics"].as_array().unwrap();
+    let summary: Vec<_> = metrics
+        .iter()
+        .map(|m| (m["key"].clone(), m["kind"].clone(), m["role"].clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (json!("purchase"), json!("binomial"), json!("goal")),
+            (json!("spend"), json!("sum"), json!("guardrail"))
+        ],
+        "{r}"
+    );
+    // Sum of `value` per unit: off has a (42) and b (0), on has c (5).
+    let stats = &metrics[1]["statistics"];
+    assert_eq!(
+        (&stats[0]["n"], &stats[0]["sum"], &stats[0]["sum_squares"]),
+        (&json!(2), &json!(42.0), &json!(1764.0)),
+        "{stats}"
+    );
+    assert_eq!((&stats[1]["n"], &stats[1]["sum"]), (&json!(1), &json!(5.0)));
+
+    // A changed definition reaches the aggregator: `spend` now counts.
+    let mut count = spend.clone();
+    count["kind"] = json!("count");
+    let r = http
+        .put(server.api("/projects/demo/metrics/spend"))
+        .bearer_auth(&server.admin)
+        .header("If-Match", "\"1\"")
+        .json(&count)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let mut kind = Value::Null;
+    for _ in 0..250 {
+        let r = server.settled("roles", "").await;
+        kind = r["metrics"][1]["kind"].clone();
+        if kind == "count" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(kind, "count");
+
+    let r = http
+        .delete(server.api("/projects/demo/metrics/spend"))
+        .bearer_auth(&server.admin)
+        .header("If-Match", "\"2\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("development/roles"), "{message}");
     server.stop().await;
 }

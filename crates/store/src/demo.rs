@@ -1,6 +1,6 @@
 //! The `demo` project (`switchyard serve --demo`): one flag of each type, a
-//! percentage rollout, a segment and a running experiment, in both
-//! environments.
+//! percentage rollout, a segment, two metric definitions and a running
+//! experiment measuring them, in both environments.
 
 use std::collections::BTreeMap;
 
@@ -152,6 +152,17 @@ pub(crate) async fn create(store: &dyn ConfigStore) -> Result<()> {
     ];
     for input in flags {
         store.create_flag(a, PROJECT, input).await?;
+    }
+    // What the experiment measures: whether a unit buys (a goal), and how
+    // much (the sum of the purchases' `value`), from `purchase` events.
+    let metrics = [
+        json!({"key": "purchase", "name": "Purchase rate", "kind": "binomial",
+               "numerator": {"event": "purchase"}}),
+        json!({"key": "revenue", "name": "Revenue per unit", "kind": "sum",
+               "numerator": {"event": "purchase"}}),
+    ];
+    for metric in metrics {
+        store.create_metric(a, PROJECT, from_json(metric)?).await?;
     }
     // The experiment exists before the rule that hands units to it.
     for (env, _) in ENVIRONMENTS {

@@ -16,6 +16,14 @@ pub enum StoreError {
     },
     #[error("{kind} {key:?} already exists")]
     AlreadyExists { kind: &'static str, key: String },
+    /// Other resources refer to it (`users`, e.g. `experiment
+    /// "production/checkout-test"`): it cannot be deleted.
+    #[error("{kind} {key:?} is in use by {}", users.join(", "))]
+    InUse {
+        kind: &'static str,
+        key: String,
+        users: Vec<String>,
+    },
     /// The change is not allowed: an illegal status transition, an unknown
     /// environment, or a configuration the evaluator rejects (the message
     /// is the compiler's).

@@ -1,6 +1,7 @@
 //! The [`ConfigStore`] trait: everything the server asks of a config store.
 
 use async_trait::async_trait;
+use switchyard_core::metric::MetricDefinition;
 use switchyard_core::model::ConfigDocument;
 use tokio::sync::broadcast;
 
@@ -124,6 +125,34 @@ pub trait ConfigStore: Send + Sync + std::fmt::Debug {
         expected: Version,
     ) -> Result<()>;
 
+    // Metric definitions
+    async fn list_metrics(&self, project: &str) -> Result<Vec<Metric>>;
+    async fn get_metric(&self, project: &str, key: &str) -> Result<Metric>;
+    /// Fails with `InvalidField` naming the field the definition's
+    /// `validate` objects to.
+    async fn create_metric(
+        &self,
+        actor: &str,
+        project: &str,
+        input: MetricDefinition,
+    ) -> Result<Metric>;
+    async fn update_metric(
+        &self,
+        actor: &str,
+        project: &str,
+        key: &str,
+        expected: Version,
+        input: MetricDefinition,
+    ) -> Result<Metric>;
+    /// Fails with `InUse`, naming them, while experiments refer to it.
+    async fn delete_metric(
+        &self,
+        actor: &str,
+        project: &str,
+        key: &str,
+        expected: Version,
+    ) -> Result<()>;
+
     // Experiments (per environment)
     async fn list_experiments(
         &self,
@@ -136,7 +165,8 @@ pub trait ConfigStore: Send + Sync + std::fmt::Debug {
         environment: &str,
         key: &str,
     ) -> Result<ExperimentDefinition>;
-    /// Creates a draft.
+    /// Creates a draft. Every metric it names must be defined in the
+    /// project (else `InvalidField` naming `metrics[i]`).
     async fn create_experiment(
         &self,
         actor: &str,

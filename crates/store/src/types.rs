@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use switchyard_core::metric::{MetricDefinition, MetricRole};
 use switchyard_core::model::{
     BasisPoints, Condition, ExperimentStatus, FlagType, LayerRange, Prerequisite, Rule,
     SegmentRule, Serve, Variation, WeightedVariation, default_bucket_by,
@@ -213,8 +214,9 @@ pub struct ExperimentDefinition {
     pub layer: Option<LayerRange>,
     pub holdouts: Vec<String>,
     pub winner: Option<String>,
-    /// Names of the metrics to analyse.
-    pub metrics: Vec<String>,
+    /// The metrics to analyse (keys of the project's metric definitions),
+    /// each with its role.
+    pub metrics: Vec<MetricRef>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub started_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -241,11 +243,107 @@ pub struct ExperimentInput {
     #[serde(default)]
     pub holdouts: Vec<String>,
     #[serde(default)]
-    pub metrics: Vec<String>,
+    pub metrics: Vec<MetricRef>,
 }
 
 fn full_coverage() -> BasisPoints {
     10_000
+}
+
+/// An experiment's reference to a metric definition of its project, with
+/// the role the metric plays there. Written as `"purchase"` (a goal) or
+/// `{"metric": "revenue", "role": "guardrail"}`; always shown as the latter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "MetricRefForm")]
+pub struct MetricRef {
+    pub metric: String,
+    pub role: MetricRole,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a metric key, or {\"metric\": key, \"role\": \"goal\" | \"secondary\" | \"guardrail\"}"
+)]
+enum MetricRefForm {
+    Goal(String),
+    WithRole {
+        metric: String,
+        #[serde(default)]
+        role: MetricRole,
+    },
+}
+
+impl From<MetricRefForm> for MetricRef {
+    fn from(form: MetricRefForm) -> Self {
+        match form {
+            MetricRefForm::Goal(metric) => MetricRef {
+                metric,
+                role: MetricRole::Goal,
+            },
+            MetricRefForm::WithRole { metric, role } => MetricRef { metric, role },
+        }
+    }
+}
+
+impl From<&str> for MetricRef {
+    fn from(metric: &str) -> Self {
+        MetricRef {
+            metric: metric.to_string(),
+            role: MetricRole::Goal,
+        }
+    }
+}
+
+/// A bare key stands for the metric as a goal, as it is written.
+impl PartialEq<&str> for MetricRef {
+    fn eq(&self, key: &&str) -> bool {
+        self.metric == *key && self.role == MetricRole::Goal
+    }
+}
+
+/// A metric definition of a project (the definition is
+/// `switchyard_core::metric::MetricDefinition`, its fields inline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "serde_json::Map<String, Value>")]
+pub struct Metric {
+    pub project: String,
+    #[serde(flatten)]
+    pub definition: MetricDefinition,
+    pub version: Version,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl TryFrom<serde_json::Map<String, Value>> for Metric {
+    type Error = String;
+    fn try_from(mut map: serde_json::Map<String, Value>) -> Result<Self, String> {
+        let mut take = |name: &str| map.remove(name).ok_or(format!("missing field `{name}`"));
+        let project = take("project")?.as_str().unwrap_or_default().to_string();
+        let version = take("version")?.as_i64().ok_or("version is an integer")?;
+        let updated_at = take("updated_at")?;
+        let updated_at = OffsetDateTime::parse(
+            updated_at.as_str().unwrap_or_default(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|e| e.to_string())?;
+        let definition = serde_json::from_value(Value::Object(map)).map_err(|e| e.to_string())?;
+        Ok(Metric {
+            project,
+            definition,
+            version,
+            updated_at,
+        })
+    }
+}
+
+impl Versioned for Metric {
+    fn key(&self) -> &str {
+        &self.definition.key
+    }
+    fn version(&self) -> Version {
+        self.version
+    }
 }
 
 /// A holdout in one environment.
@@ -333,7 +431,8 @@ pub struct AuditEntry {
     pub actor: String,
     /// `create`, `update`, `delete`, `start`, `stop`, `revoke`.
     pub action: String,
-    /// `project`, `environment`, `flag`, `segment`, `experiment`, `holdout`, `api_key`.
+    /// `project`, `environment`, `flag`, `segment`, `metric`, `experiment`,
+    /// `holdout`, `api_key`.
     pub resource_kind: String,
     pub project: Option<String>,
     pub resource_key: String,
@@ -408,4 +507,45 @@ pub struct AlertInput {
     pub variation: Option<String>,
     pub message: String,
     pub action: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metric_reference_is_a_key_or_a_key_with_a_role() {
+        let refs: Vec<MetricRef> =
+            serde_json::from_str(r#"["purchase", {"metric": "revenue", "role": "guardrail"}]"#)
+                .unwrap();
+        assert_eq!(refs[0], "purchase");
+        assert_eq!(
+            refs[1],
+            MetricRef {
+                metric: "revenue".into(),
+                role: MetricRole::Guardrail
+            }
+        );
+        assert_eq!(
+            serde_json::to_value(&refs[0]).unwrap(),
+            serde_json::json!({"metric": "purchase", "role": "goal"})
+        );
+        assert!(serde_json::from_str::<MetricRef>(r#"{"metric": "x", "role": "boss"}"#).is_err());
+    }
+
+    #[test]
+    fn a_metric_reads_back_what_it_writes() {
+        let definition = serde_json::from_value(serde_json::json!({
+            "key": "revenue", "kind": "sum", "numerator": {"event": "purchase"}}))
+        .unwrap();
+        let m = Metric {
+            project: "p".into(),
+            definition,
+            version: 3,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["kind"], "sum");
+        assert_eq!(serde_json::from_value::<Metric>(json).unwrap(), m);
+    }
 }

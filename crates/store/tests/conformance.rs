@@ -10,6 +10,8 @@
 mod cases;
 #[path = "conformance/cases_alerts.rs"]
 mod cases_alerts;
+#[path = "conformance/cases_metrics.rs"]
+mod cases_metrics;
 #[path = "conformance/cases_more.rs"]
 mod cases_more;
 #[path = "conformance/harness.rs"]
@@ -54,6 +56,9 @@ conformance! {
     cases_more::the_demo_project_compiles_in_both_environments,
     cases_more::a_nul_character_is_refused_alike_by_every_backend,
     cases_alerts::an_alert_is_recorded_once_per_finding_and_phase_and_audited,
+    cases_metrics::metrics_are_created_read_replaced_and_deleted_with_audit,
+    cases_metrics::an_invalid_metric_is_refused_naming_its_field_and_nothing_is_written,
+    cases_metrics::experiments_name_defined_metrics_with_roles_and_keep_them_from_deletion,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,7 @@ mod experiments;
 mod flags;
 mod holdouts;
 mod input;
+mod metrics;
 mod projects;
 mod resource;
 mod segments;
@@ -40,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .merge(environments::router())
         .merge(flags::router())
         .merge(segments::router())
+        .merge(metrics::router())
         .merge(experiments::router())
         .merge(holdouts::router())
         .merge(api_keys::router())

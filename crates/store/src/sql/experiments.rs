@@ -114,6 +114,10 @@ impl Resource for ExperimentDefinition {
         Ok(())
     }
 
+    async fn check_references(w: &mut Write<'_>, e: &ExperimentDefinition) -> Result<()> {
+        super::metrics::check_refs(w.conn(), &e.project, &e.metrics).await
+    }
+
     async fn insert(w: &mut Write<'_>, new: &ExperimentDefinition) -> Result<()> {
         sqlx::query(
             "INSERT INTO experiments (project, environment, key, flag, name, hypothesis, status, \

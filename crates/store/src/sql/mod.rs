@@ -22,6 +22,7 @@ mod flags;
 mod holdouts;
 mod keys;
 mod listen;
+mod metrics;
 mod projects;
 mod resource;
 mod rows;

@@ -134,6 +134,15 @@ pub(crate) trait Resource: Recorded + Versioned + Clone + Sized + 'static {
     async fn build(w: &mut Write<'_>, scope: Scope<'_>, input: Self::Input) -> Result<Self>;
     /// Replaces what a caller may set with `input` (of the same key).
     fn apply(&mut self, input: Self::Input) -> Result<()>;
+    /// Checks, inside the write, what a new or changed one refers to.
+    async fn check_references(_w: &mut Write<'_>, _r: &Self) -> Result<()> {
+        Ok(())
+    }
+    /// Whether it may be deleted, inside the write: what the compile check
+    /// cannot see refers to it (`StoreError::InUse`).
+    async fn check_unused(_w: &mut Write<'_>, _r: &Self) -> Result<()> {
+        Ok(())
+    }
     async fn insert(w: &mut Write<'_>, new: &Self) -> Result<()>;
     /// Writes `changed` over the stored row of the same key, and sets the
     /// row's version to the next one.
@@ -237,6 +246,7 @@ impl SqlStore {
         }
         let new = R::build(&mut w, scope, input).await?;
         check_text(&new)?;
+        R::check_references(&mut w, &new).await?;
         R::insert(&mut w, &new).await?;
         let after: R = existing(w.conn(), scope, &key).await?;
         w.finish(actor, "create", None, Some(&after)).await?;
@@ -282,6 +292,7 @@ impl SqlStore {
         let mut next = before.clone();
         change(&mut next)?;
         check_text(&next)?;
+        R::check_references(&mut w, &next).await?;
         R::save(&mut w, &next).await?;
         let after: R = existing(w.conn(), scope, key).await?;
         w.finish(actor, action, Some(&before), Some(&after)).await?;
@@ -298,6 +309,7 @@ impl SqlStore {
         let mut w = self.write().await?;
         let before: R = existing(w.conn(), scope, key).await?;
         check_version(R::KIND, key, before.version(), expected)?;
+        R::check_unused(&mut w, &before).await?;
         let sql = format!(
             "DELETE FROM {} WHERE {}key = ${}",
             R::TABLE,

@@ -12,7 +12,7 @@ use super::{from_json, parse_time};
 use crate::error::{Result, StoreError};
 use crate::types::*;
 
-fn text(row: &AnyRow, col: &str) -> Result<String> {
+pub(crate) fn text(row: &AnyRow, col: &str) -> Result<String> {
     Ok(row.try_get::<String, _>(col)?)
 }
 
@@ -20,7 +20,7 @@ fn opt_text(row: &AnyRow, col: &str) -> Result<Option<String>> {
     Ok(row.try_get::<Option<String>, _>(col)?)
 }
 
-fn int(row: &AnyRow, col: &str) -> Result<i64> {
+pub(crate) fn int(row: &AnyRow, col: &str) -> Result<i64> {
     Ok(row.try_get::<i64, _>(col)?)
 }
 
@@ -28,7 +28,7 @@ fn basis_points(row: &AnyRow, col: &str) -> Result<u32> {
     u32::try_from(int(row, col)?).map_err(|_| StoreError::Backend(format!("{col} out of range")))
 }
 
-fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T> {
+pub(crate) fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T> {
     from_json(&text(row, col)?)
 }
 
@@ -208,11 +208,28 @@ pub(crate) async fn experiments(
     environment: &str,
     key: Option<&str>,
 ) -> Result<Vec<ExperimentDefinition>> {
+    select_experiments(conn, project, Some(environment), key).await
+}
+
+/// The experiments of every environment of a project.
+pub(crate) async fn all_experiments(
+    conn: &mut AnyConnection,
+    project: &str,
+) -> Result<Vec<ExperimentDefinition>> {
+    select_experiments(conn, project, None, None).await
+}
+
+async fn select_experiments(
+    conn: &mut AnyConnection,
+    project: &str,
+    environment: Option<&str>,
+    key: Option<&str>,
+) -> Result<Vec<ExperimentDefinition>> {
     sqlx::query(
         "SELECT project, environment, key, flag, name, hypothesis, status, variations, coverage, \
          bucket_by, conditions, layer, holdouts, winner, metrics, started_at, stopped_at, version \
-         FROM experiments WHERE project = $1 AND environment = $2 AND ($3 IS NULL OR key = $3) \
-         ORDER BY key",
+         FROM experiments WHERE project = $1 AND ($2 IS NULL OR environment = $2) \
+         AND ($3 IS NULL OR key = $3) ORDER BY environment, key",
     )
     .bind(project)
     .bind(environment)

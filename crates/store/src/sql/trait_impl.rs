@@ -3,6 +3,7 @@
 //! module of what is not a versioned resource).
 
 use async_trait::async_trait;
+use switchyard_core::metric::MetricDefinition;
 use switchyard_core::model::ConfigDocument;
 use tokio::sync::broadcast;
 
@@ -139,6 +140,29 @@ impl ConfigStore for SqlStore {
     async fn delete_segment(&self, a: &str, project: &str, key: &str, v: Version) -> Result<()> {
         self.delete::<SegmentDefinition>(a, Proj(project), key, v)
             .await
+    }
+
+    async fn list_metrics(&self, project: &str) -> Result<Vec<Metric>> {
+        self.list(Proj(project)).await
+    }
+    async fn get_metric(&self, project: &str, key: &str) -> Result<Metric> {
+        self.get(Proj(project), key).await
+    }
+    async fn create_metric(&self, a: &str, project: &str, m: MetricDefinition) -> Result<Metric> {
+        self.create(a, Proj(project), m).await
+    }
+    async fn update_metric(
+        &self,
+        a: &str,
+        project: &str,
+        key: &str,
+        v: Version,
+        m: MetricDefinition,
+    ) -> Result<Metric> {
+        self.replace(a, Proj(project), key, v, m).await
+    }
+    async fn delete_metric(&self, a: &str, project: &str, key: &str, v: Version) -> Result<()> {
+        self.delete::<Metric>(a, Proj(project), key, v).await
     }
 
     async fn list_experiments(&self, p: &str, e: &str) -> Result<Vec<ExperimentDefinition>> {

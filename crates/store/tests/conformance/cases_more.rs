@@ -19,9 +19,18 @@ fn experiment(key: &str, flag: &str) -> ExperimentInput {
     .unwrap()
 }
 
+/// A binomial metric on the event of its name, which experiments may name.
+async fn metric(store: &dyn ConfigStore, key: &str) -> Metric {
+    let definition = serde_json::from_value(json!({
+        "key": key, "kind": "binomial", "numerator": {"event": key}}))
+    .unwrap();
+    store.create_metric(ACTOR, "p", definition).await.unwrap()
+}
+
 pub async fn an_experiment_goes_from_draft_to_running_to_stopped_and_never_back(t: Target) {
     let store = &*t.store;
     project(store).await;
+    metric(store, "purchase").await;
     store.create_flag(ACTOR, "p", bool_flag("f")).await.unwrap();
     let draft = store
         .create_experiment(ACTOR, "p", "production", experiment("e", "f"))
@@ -195,6 +204,7 @@ pub async fn api_keys_authenticate_until_revoked_and_their_secret_is_not_stored(
 pub async fn the_environment_document_holds_that_environments_configuration(t: Target) {
     let store = &*t.store;
     project(store).await;
+    metric(store, "purchase").await;
     store
         .create_segment(
             ACTOR,

@@ -17,11 +17,12 @@ use crate::extract::ApiQuery;
 use crate::state::AppState;
 
 /// The kinds of resource the store records.
-pub const RESOURCE_KINDS: [&str; 7] = [
+pub const RESOURCE_KINDS: [&str; 8] = [
     "project",
     "environment",
     "flag",
     "segment",
+    "metric",
     "experiment",
     "holdout",
     "api_key",

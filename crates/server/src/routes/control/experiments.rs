@@ -13,7 +13,9 @@ use serde::Deserialize;
 use switchyard_core::model::{
     BasisPoints, Condition, ExperimentStatus, LayerRange, WeightedVariation, default_bucket_by,
 };
-use switchyard_store::{ConfigStore, ExperimentDefinition, ExperimentInput, Role, Version};
+use switchyard_store::{
+    ConfigStore, ExperimentDefinition, ExperimentInput, MetricRef, Role, Version,
+};
 
 use super::etag::{IfMatch, versioned};
 use super::input::{ApiPath, allow, check_basis_points, check_key, check_len, check_name};
@@ -62,8 +64,9 @@ pub struct ExperimentBody {
     layer: Option<LayerRange>,
     #[serde(default)]
     holdouts: Vec<String>,
+    /// `"key"` (a goal) or `{"metric": "key", "role": "guardrail"}`.
     #[serde(default)]
-    metrics: Vec<String>,
+    metrics: Vec<MetricRef>,
 }
 
 fn full_coverage() -> BasisPoints {
@@ -106,8 +109,11 @@ impl ApiResource for Experiments {
         for (i, h) in b.holdouts.iter().enumerate() {
             check_key(&format!("holdouts[{i}]"), h)?;
         }
+        if b.metrics.len() > 50 {
+            return Err(ApiError::invalid_field("metrics", "at most 50 metrics"));
+        }
         for (i, m) in b.metrics.iter().enumerate() {
-            check_name(&format!("metrics[{i}]"), m)?;
+            check_key(&format!("metrics[{i}]"), &m.metric)?;
         }
         Ok(ExperimentInput {
             key,
