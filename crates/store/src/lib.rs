@@ -1,5 +1,6 @@
 //! Switchyard's config store: projects, environments, flags, segments,
-//! experiments, holdouts, API keys and the audit log, behind one trait,
+//! metric definitions, experiments, holdouts, API keys and the audit log,
+//! behind one trait,
 //! [`ConfigStore`], on SQLite (embedded default) or PostgreSQL (scale-out).
 //!
 //! # Layout
