@@ -1,7 +1,7 @@
 //! Switchyard's config store: projects, environments, flags, segments,
 //! metric definitions, experiments, holdouts, API keys and the audit log,
-//! behind one trait,
-//! [`ConfigStore`], on SQLite (embedded default) or PostgreSQL (scale-out).
+//! behind one trait, [`ConfigStore`], on SQLite (embedded default) or
+//! PostgreSQL (scale-out).
 //!
 //! # Layout
 //! - `types.rs`: the resources as read and written (serde), and their inputs.
