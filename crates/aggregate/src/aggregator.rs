@@ -163,7 +163,7 @@ impl Aggregator {
         r
     }
 
-    fn intern(&mut self, def: &EventSource) -> Result<u32, String> {
+    pub(crate) fn intern(&mut self, def: &EventSource) -> Result<u32, String> {
         if let Some(i) = self.sources.iter().position(|s| &s.def == def) {
             return Ok(i as u32);
         }

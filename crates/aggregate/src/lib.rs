@@ -11,6 +11,9 @@
 //!   unit's events are attributed when its exposure arrives after them.
 //! - `results.rs`: from the state to the statistics engine's output, SRM,
 //!   freshness, warnings and the cumulative series.
+//! - `replay.rs`: a second aggregator that recomputes one experiment from
+//!   the retained stream ([`Aggregator::replayer`]) and the swap of its
+//!   state into the live one ([`Aggregator::install`]).
 //! - `checkpoint.rs`: the state as bytes (and back), and the atomic file
 //!   write (temp file, fsync, rename, fsync of the directory).
 //! - `hash.rs`: the keyed 64-bit unit hash and its collision bound.
@@ -35,6 +38,7 @@ mod experiment;
 pub mod guardrail;
 pub mod hash;
 mod moments;
+mod replay;
 mod results;
 mod ring;
 mod spec;
@@ -42,6 +46,7 @@ mod spec;
 pub use aggregator::{Aggregator, Counters, Event, MemoryReport, Position};
 pub use experiment::{ExperimentCounters, ExperimentState, HOUR_MS};
 pub use moments::{Moments, Shape};
+pub use replay::InstallError;
 pub use results::{
     AnalysisOptions, ExperimentResults, Freshness, MetricDetail, ResultsError, SeriesEffect,
     SeriesMetric, SeriesPoint, VariationSummary, Warning, percentile, results_of,

@@ -10,6 +10,7 @@ mod admin_key;
 mod analyze;
 mod eval;
 mod events;
+mod replay;
 mod serve;
 
 /// mimalloc instead of the system allocator: a request allocates a few
@@ -57,6 +58,10 @@ enum Command {
     /// Work with stored events (`events export`: raw events as NDJSON).
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Recompute an experiment's aggregates from the retained event log on
+    /// a running server (after a metric was added or changed), showing
+    /// its progress.
+    Replay(replay::ReplayArgs),
     /// Print the version.
     Version,
 }
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::AdminKey(args) => admin_key::run(args),
         Command::Events(cmd) => events::run(cmd),
+        Command::Replay(args) => replay::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,7 +24,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_STORE_URL")]
     store_url: Option<String>,
     /// Also create the `demo` project (flags, a segment, a running
-    /// experiment) if it does not exist.
+    /// experiment) if it does not exist, and send simulated traffic to its
+    /// experiment (`checkout-test` in `development`: 20 units a second,
+    /// 20,000 in all, every event labelled simulated) so its results show
+    /// at once.
     #[arg(long, env = "SWITCHYARD_DEMO")]
     demo: bool,
     /// Largest accepted request body, in bytes.
@@ -229,11 +232,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         switchyard_server::aggregation::AggregationConfig::new(args.data_dir.join("aggregator")),
     )
     .context("cannot open the aggregator's checkpoint directory")?;
-    let state = AppState::new(store, config)
+    let mut state = AppState::new(store, config)
         .await
         .context("cannot load configuration snapshots")?
         .with_events(std::sync::Arc::new(events))
         .with_aggregation(aggregation);
+    if args.demo {
+        state = state.with_simulation(switchyard_server::simulate::Simulation::demo());
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -13,7 +13,9 @@
 //! from the config store at start and on every change notification (a
 //! changed metric definition announces a change of its project).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -66,6 +68,66 @@ pub struct Aggregation {
     agg: Mutex<Aggregator>,
     config: AggregationConfig,
     stats: Mutex<ConsumerStats>,
+    /// Replays by (project, environment, experiment): the running ones and
+    /// the last finished one of each.
+    replays: Mutex<Replays>,
+    /// Set when a replay swapped state in: the consumer writes a
+    /// checkpoint soon even if no event arrives.
+    replaced: AtomicBool,
+}
+
+/// Replay progress by (project, environment, experiment).
+type Replays = HashMap<(String, String, String), Arc<Mutex<ReplayProgress>>>;
+
+/// Replays running at once, over all experiments.
+pub const MAX_RUNNING_REPLAYS: usize = 2;
+/// Finished replays remembered for their progress document.
+const MAX_REMEMBERED_REPLAYS: usize = 1_000;
+
+/// Where a replay is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayState {
+    Running,
+    Done,
+    Failed,
+}
+
+/// The progress document of a replay (`GET .../replay`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ReplayProgress {
+    pub project: String,
+    pub environment: String,
+    pub experiment: String,
+    pub state: ReplayState,
+    /// Events read from the stream so far.
+    pub events_read: u64,
+    /// Events the replay will have read when it catches up: exact when
+    /// done, estimated from the stream offsets while running.
+    pub events_total: u64,
+    /// Share of the stream read, 0 to 1.
+    pub fraction: f64,
+    /// Stream offsets: where the replay began (the first retained one),
+    /// where it is, and where the live aggregator is.
+    pub from_offset: u64,
+    pub offset: u64,
+    pub target_offset: u64,
+    /// RFC 3339.
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Why a replay could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    #[error("a replay of this experiment is already running")]
+    Running,
+    #[error("{MAX_RUNNING_REPLAYS} replays are running; try again when one has finished")]
+    Busy,
+    #[error("the experiment is not aggregated yet")]
+    NotAggregated,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -111,6 +173,8 @@ impl Aggregation {
             agg: Mutex::new(agg),
             config,
             stats: Mutex::new(ConsumerStats::default()),
+            replays: Mutex::new(HashMap::new()),
+            replaced: AtomicBool::new(false),
         }))
     }
 
@@ -241,6 +305,9 @@ impl Aggregation {
                     true
                 }
             };
+            if self.replaced.swap(false, Ordering::AcqRel) {
+                dirty = true;
+            }
             if dirty && last_checkpoint.elapsed() >= self.config.checkpoint_interval {
                 last_checkpoint = Instant::now();
                 match self.checkpoint(stream.as_ref()).await {
@@ -264,6 +331,177 @@ impl Aggregation {
         }
         if dirty && let Err(e) = self.checkpoint(stream.as_ref()).await {
             tracing::warn!(error = %e, "aggregator: cannot write the last checkpoint");
+        }
+    }
+
+    fn replays(&self) -> MutexGuard<'_, Replays> {
+        self.replays.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The progress of the experiment's current or last replay.
+    pub fn replay_progress(
+        &self,
+        project: &str,
+        environment: &str,
+        key: &str,
+    ) -> Option<ReplayProgress> {
+        let id = (
+            project.to_string(),
+            environment.to_string(),
+            key.to_string(),
+        );
+        let p = self.replays().get(&id)?.clone();
+        let p = p.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Some(p)
+    }
+
+    /// Starts recomputing one experiment's aggregates from the retained
+    /// stream, beside the live aggregator; when the replay has caught up
+    /// with it, its state replaces the experiment's. One replay per
+    /// experiment, [`MAX_RUNNING_REPLAYS`] in all.
+    pub fn start_replay(
+        self: &Arc<Self>,
+        stream: Arc<dyn EventStream>,
+        project: &str,
+        environment: &str,
+        key: &str,
+    ) -> Result<ReplayProgress, ReplayError> {
+        let id = (
+            project.to_string(),
+            environment.to_string(),
+            key.to_string(),
+        );
+        let from = stream.bounds().0;
+        let progress = {
+            let mut replays = self.replays();
+            let running = |p: &Arc<Mutex<ReplayProgress>>| {
+                p.lock().unwrap_or_else(|p| p.into_inner()).state == ReplayState::Running
+            };
+            if replays.get(&id).is_some_and(running) {
+                return Err(ReplayError::Running);
+            }
+            if replays.values().filter(|p| running(p)).count() >= MAX_RUNNING_REPLAYS {
+                return Err(ReplayError::Busy);
+            }
+            let (replayer, target) = {
+                let agg = self.lock();
+                let r = agg
+                    .replayer(project, environment, key, from)
+                    .ok_or(ReplayError::NotAggregated)?;
+                (r, agg.position().offset)
+            };
+            if replays.len() >= MAX_REMEMBERED_REPLAYS {
+                replays.retain(|_, p| running(p));
+            }
+            let progress = Arc::new(Mutex::new(ReplayProgress {
+                project: project.into(),
+                environment: environment.into(),
+                experiment: key.into(),
+                state: ReplayState::Running,
+                events_read: 0,
+                events_total: 0,
+                fraction: 0.0,
+                from_offset: from,
+                offset: from,
+                target_offset: target,
+                started_at: now_rfc3339(),
+                finished_at: None,
+                error: None,
+            }));
+            replays.insert(id, progress.clone());
+            tokio::spawn(self.clone().replay(stream, replayer, progress.clone()));
+            progress
+        };
+        let p = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(p)
+    }
+
+    async fn replay(
+        self: Arc<Self>,
+        stream: Arc<dyn EventStream>,
+        mut replayer: Aggregator,
+        progress: Arc<Mutex<ReplayProgress>>,
+    ) {
+        let outcome = self.replay_inner(stream, &mut replayer, &progress).await;
+        let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
+        p.finished_at = Some(now_rfc3339());
+        match outcome {
+            Ok(()) => {
+                p.state = ReplayState::Done;
+                p.fraction = 1.0;
+                p.events_total = p.events_read;
+                tracing::info!(experiment = %p.experiment, events = p.events_read, "replay done");
+            }
+            Err(e) => {
+                tracing::warn!(experiment = %p.experiment, error = %e, "replay failed");
+                p.state = ReplayState::Failed;
+                p.error = Some(e);
+            }
+        }
+    }
+
+    async fn replay_inner(
+        &self,
+        stream: Arc<dyn EventStream>,
+        replayer: &mut Aggregator,
+        progress: &Mutex<ReplayProgress>,
+    ) -> Result<(), String> {
+        let from = replayer.position().offset;
+        let mut read = 0u64;
+        loop {
+            let target = self.offset();
+            let at = replayer.position().offset;
+            {
+                let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
+                p.events_read = read;
+                p.offset = at;
+                p.target_offset = target;
+                let span = target.saturating_sub(from);
+                p.fraction = if span == 0 {
+                    1.0
+                } else {
+                    (at - from) as f64 / span as f64
+                };
+                p.events_total = if at > from {
+                    (read as f64 * span as f64 / (at - from) as f64) as u64
+                } else {
+                    0
+                };
+            }
+            if at >= target {
+                // Caught up: swap it in if the live aggregator has not
+                // moved since, else read what it applied meanwhile.
+                let mut live = self.lock();
+                if live.position().offset == at {
+                    let fresh =
+                        std::mem::replace(replayer, Aggregator::new(Default::default(), (0, 0)));
+                    live.install(fresh).map_err(|e| e.to_string())?;
+                    self.replaced.store(true, Ordering::Release);
+                    return Ok(());
+                }
+                continue;
+            }
+            let batch = stream
+                .read(at, self.config.read_bytes)
+                .await
+                .map_err(|e| format!("cannot read the event stream: {e}"))?;
+            let mut next = batch.next;
+            for r in &batch.records {
+                if r.offset >= target {
+                    next = r.offset;
+                    break;
+                }
+                if let Some(ev) = switchyard_events::decode_event(&r.payload) {
+                    replayer.apply(&as_event(&ev));
+                }
+                read += 1;
+            }
+            if batch.records.is_empty() || next <= at {
+                tokio::time::sleep(self.config.poll_interval).await;
+                continue;
+            }
+            replayer.advance(next);
+            tokio::task::yield_now().await;
         }
     }
 
@@ -367,7 +605,8 @@ impl Aggregation {
     }
 }
 
-fn as_event<'a>(e: &'a StoredEvent<'a>) -> Event<'a> {
+/// The aggregator's view of a stored event.
+pub fn as_event<'a>(e: &'a StoredEvent<'a>) -> Event<'a> {
     if e.kind == "track" {
         Event::Track {
             project: e.project,
@@ -389,6 +628,12 @@ fn as_event<'a>(e: &'a StoredEvent<'a>) -> Event<'a> {
             variation: e.variation.unwrap_or(""),
         }
     }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn ms(t: time::OffsetDateTime) -> i64 {

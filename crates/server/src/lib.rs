@@ -19,6 +19,8 @@
 //! - `error.rs`: [`ApiError`], the one mapping of errors to HTTP.
 //! - `aggregation.rs`: the consumer task that feeds the streaming
 //!   aggregator from the event stream and checkpoints it.
+//! - `simulate.rs`: the simulated traffic of `serve --demo` (bounded,
+//!   labelled), so the demo experiment shows results at once.
 //! - `routes/`: one module per resource: `control` (the `/api/v1` REST API),
 //!   `ofrep` (OpenFeature remote evaluation), `sdk` (config document and
 //!   server-sent events), `ops` (health, readiness, metrics, OpenAPI).
@@ -34,6 +36,7 @@ pub mod limiter;
 pub mod metrics;
 pub mod net;
 pub mod routes;
+pub mod simulate;
 pub mod snapshots;
 pub mod state;
 
@@ -115,6 +118,14 @@ pub async fn run_with_ops(
         ))),
         _ => None,
     };
+    let simulation = match (&state.simulation, &state.events) {
+        (Some(sim), Some(ev)) => Some(tokio::spawn(simulate::run(
+            (**sim).clone(),
+            ev.clone(),
+            state.shutdown.subscribe(),
+        ))),
+        _ => None,
+    };
     let config = Arc::new(state.config.net.clone());
     let (stop, stopped) = tokio::sync::watch::channel(Stop::Running);
     let mut loops = vec![tokio::spawn(net::serve(
@@ -159,6 +170,9 @@ pub async fn run_with_ops(
         drained.await;
     }
     let _ = refresher.await;
+    if let Some(s) = simulation {
+        let _ = s.await;
+    }
     if let Some(a) = aggregator {
         let _ = a.await;
     }

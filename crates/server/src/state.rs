@@ -65,6 +65,9 @@ pub struct Shared {
     /// The streaming aggregator behind the results API; `None` until
     /// [`AppState::with_aggregation`], and results answer 503.
     pub aggregation: Option<Arc<crate::aggregation::Aggregation>>,
+    /// The simulated traffic source of `serve --demo`; `None` otherwise.
+    /// The results API labels the experiment it feeds as simulated.
+    pub simulation: Option<Arc<crate::simulate::Simulation>>,
     /// Flips to `true` when the server shuts down: streams end, the
     /// snapshot refresher stops.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
@@ -87,6 +90,7 @@ impl AppState {
             shutdown: Arc::new(tokio::sync::watch::Sender::new(false)),
             events: None,
             aggregation: None,
+            simulation: None,
         })))
     }
 
@@ -105,6 +109,15 @@ impl AppState {
         let _ = self.metrics.aggregation.set(aggregation.clone());
         let mut shared = Arc::unwrap_or_clone(self.0);
         shared.aggregation = Some(aggregation);
+        AppState(Arc::new(shared))
+    }
+
+    /// Adds a simulated traffic source (`serve --demo`): [`crate::run`]
+    /// then runs it into the event stream (which needs
+    /// [`AppState::with_events`]).
+    pub fn with_simulation(self, simulation: crate::simulate::Simulation) -> AppState {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.simulation = Some(Arc::new(simulation));
         AppState(Arc::new(shared))
     }
 }

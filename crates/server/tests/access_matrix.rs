@@ -177,6 +177,21 @@ fn rows() -> Vec<(Method, &'static str, Option<Value>, [u16; 7])> {
             None,
             W,
         ),
+        // Replay (routes/results.rs): editors start one, viewers read its
+        // progress. This server runs no aggregator, so an allowed start is
+        // a 503 and there is no progress to read (404).
+        (
+            M::POST,
+            "/projects/demo/environments/production/experiments/checkout-test/replay",
+            None,
+            [401, 403, 503, 503, 403, 403, 403],
+        ),
+        (
+            M::GET,
+            "/projects/demo/environments/production/experiments/checkout-test/replay",
+            None,
+            [401, 404, 404, 404, 403, 403, 403],
+        ),
         (
             M::GET,
             "/projects/demo/environments/production/holdouts",

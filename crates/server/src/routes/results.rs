@@ -7,10 +7,16 @@
 //! The analysis settings come from the query string (`engine`,
 //! `sequential`, `correction`, `alpha`, `points`), each defaulting to the
 //! engine's default; docs/results.md lists them.
+//!
+//! `POST .../replay` (editors) recomputes the experiment's aggregates from
+//! the retained event log beside the live aggregator and swaps them in
+//! when done (after a metric was added or changed); it answers `202` with
+//! the progress document that `GET .../replay` (viewers) returns.
 
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -27,10 +33,80 @@ use crate::state::AppState;
 const MAX_POINTS: usize = 2_000;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/v1/projects/{project}/environments/{env}/experiments/{experiment}/results",
-        get(results),
+    Router::new()
+        .route(
+            "/api/v1/projects/{project}/environments/{env}/experiments/{experiment}/results",
+            get(results),
+        )
+        .route(
+            "/api/v1/projects/{project}/environments/{env}/experiments/{experiment}/replay",
+            get(replay_progress).post(start_replay),
+        )
+}
+
+type ExperimentPath = Result<Path<(String, String, String)>, PathRejection>;
+
+fn experiment_path(path: ExperimentPath) -> ApiResult<(String, String, String)> {
+    let Path(p) =
+        path.map_err(|e| ApiError::bad_request(format!("invalid path: {}", e.body_text())))?;
+    Ok(p)
+}
+
+async fn start_replay(
+    State(state): State<AppState>,
+    p: Principal,
+    path: ExperimentPath,
+) -> ApiResult<Response> {
+    let (project, env, key) = experiment_path(path)?;
+    p.require_admin(Role::Editor, Some(&project))?;
+    let experiment = state.store.get_experiment(&project, &env, &key).await?;
+    if experiment.status == ExperimentStatus::Draft {
+        return Err(ApiError::Conflict(format!(
+            "experiment {key:?} is a draft: there is nothing to replay"
+        )));
+    }
+    let (Some(agg), Some(events)) = (state.aggregation.clone(), state.events.clone()) else {
+        return Err(ApiError::Unavailable(
+            "the aggregator is not running on this server".into(),
+        ));
+    };
+    // The replay computes the metrics as defined now.
+    agg.refresh(state.store.as_ref()).await?;
+    use crate::aggregation::ReplayError;
+    let progress = agg
+        .start_replay(events.stream().clone(), &project, &env, &key)
+        .map_err(|e| match e {
+            ReplayError::Running | ReplayError::Busy => ApiError::Conflict(e.to_string()),
+            ReplayError::NotAggregated => ApiError::Unavailable(e.to_string()),
+        })?;
+    let location =
+        format!("/api/v1/projects/{project}/environments/{env}/experiments/{key}/replay");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        axum::Json(progress),
     )
+        .into_response())
+}
+
+async fn replay_progress(
+    State(state): State<AppState>,
+    p: Principal,
+    path: ExperimentPath,
+) -> ApiResult<Response> {
+    let (project, env, key) = experiment_path(path)?;
+    p.require_admin(Role::Viewer, Some(&project))?;
+    state.store.get_experiment(&project, &env, &key).await?;
+    let progress = state
+        .aggregation
+        .as_ref()
+        .and_then(|a| a.replay_progress(&project, &env, &key))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no replay of experiment {key:?} has run on this server since it started"
+            ))
+        })?;
+    Ok(axum::Json(progress).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +203,18 @@ async fn results(
     };
     let mut body = serde_json::to_value(&r)
         .map_err(|e| ApiError::Internal(format!("results do not serialise: {e}")))?;
+    // `serve --demo` feeds this experiment with simulated events: say so
+    // beside the numbers, not only in the docs.
+    let simulation = state
+        .simulation
+        .as_ref()
+        .filter(|s| s.feeds(&project, &env, &key));
+    body["simulated"] = simulation.is_some().into();
+    if let Some(sim) = simulation
+        && let Some(w) = body["warnings"].as_array_mut()
+    {
+        w.push(serde_json::json!({"code": "simulated_traffic", "message": sim.note()}));
+    }
     body["project"] = project.into();
     body["environment"] = env.into();
     body["status"] = serde_json::to_value(experiment.status).unwrap_or_default();

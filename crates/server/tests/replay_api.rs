@@ -1,0 +1,362 @@
+//! Replay over HTTP: a metric added to a running experiment after its
+//! events arrived gets, once the experiment is replayed (while events keep
+//! arriving), the numbers an aggregator that had it from the start
+//! computes over the same stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_aggregate::{Aggregator, AnalysisOptions, Limits};
+use switchyard_server::aggregation::{Aggregation, AggregationConfig, load_specs};
+use switchyard_server::{AppState, ServerConfig};
+
+struct Server {
+    url: String,
+    db_url: String,
+    admin: String,
+    sdk: String,
+    state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("config.db").display());
+    let store = switchyard_store::open(&url).await.unwrap();
+    let boot = switchyard_store::bootstrap(store.as_ref(), true)
+        .await
+        .unwrap()
+        .unwrap();
+    let sdk = store
+        .create_api_key(
+            "test",
+            switchyard_store::ApiKeyInput {
+                name: "sdk".into(),
+                kind: switchyard_store::ApiKeyKind::Server,
+                project: Some("demo".into()),
+                environment: Some("development".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let events = switchyard_events::Events::open(&dir.path().join("events"), Default::default())
+        .await
+        .unwrap();
+    let mut cfg = AggregationConfig::new(dir.path().join("aggregator"));
+    cfg.poll_interval = Duration::from_millis(5);
+    // Small reads: the replay takes many steps while events arrive.
+    cfg.read_bytes = 4 << 10;
+    let state = AppState::new(store, ServerConfig::default())
+        .await
+        .unwrap()
+        .with_events(Arc::new(events))
+        .with_aggregation(Aggregation::open(cfg).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(switchyard_server::run(
+        listener,
+        state.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    Server {
+        db_url: url,
+        url: format!("http://{addr}"),
+        admin: boot.admin_key_secret,
+        sdk: sdk.secret,
+        state,
+        stop: Some(tx),
+        task,
+        _dir: dir,
+    }
+}
+
+const BASE: &str = "/projects/demo/environments/development/experiments";
+
+impl Server {
+    fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.url)
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = reqwest::Client::new()
+            .request(method, self.api(path))
+            .bearer_auth(&self.admin);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn send(url: &str, sdk: &str, events: &[Value]) {
+        let http = reqwest::Client::new();
+        for chunk in events.chunks(300) {
+            let r = http
+                .post(format!("{url}/api/v1/events"))
+                .bearer_auth(sdk)
+                .json(&Value::from(chunk.to_vec()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    }
+
+    /// Results once they include every event in the stream.
+    async fn settled(&self, key: &str) -> Value {
+        let end = self.state.events.as_ref().unwrap().stream().bounds().1;
+        for _ in 0..1000 {
+            let (status, v) = self
+                .call(reqwest::Method::GET, &format!("{BASE}/{key}/results"), None)
+                .await;
+            if status == 200 && v["freshness"]["offset"].as_u64() >= Some(end) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the results never caught up with offset {end}");
+    }
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Units `from..to`: an exposure each, a purchase for every third, and a
+/// `signup` (value 1 to 5) for every second, before or after the exposure.
+fn events(from: usize, to: usize, t0: i64) -> Vec<Value> {
+    let mut out = Vec::new();
+    for u in from..to {
+        let unit = format!("r-{u}");
+        let t = t0 + u as i64 * 10;
+        let variation = if u % 2 == 0 { "off" } else { "on" };
+        if u % 4 == 0 {
+            // A signup that arrives before its unit's exposure record.
+            out.push(
+                json!({"id": format!("s-{u}"), "type": "track", "unit": unit,
+                "name": "signup", "value": (u % 5 + 1) as f64, "time": t + 5}),
+            );
+        }
+        out.push(
+            json!({"id": format!("x-{u}"), "type": "exposure", "unit": unit,
+            "experiment": "rx", "variation": variation, "time": t}),
+        );
+        if u % 3 == 0 {
+            out.push(
+                json!({"id": format!("p-{u}"), "type": "track", "unit": unit,
+                "name": "purchase", "value": 10.0, "time": t + 3}),
+            );
+        }
+        if u % 4 == 2 {
+            out.push(
+                json!({"id": format!("s-{u}"), "type": "track", "unit": unit,
+                "name": "signup", "value": (u % 5 + 1) as f64, "time": t + 7}),
+            );
+        }
+    }
+    out
+}
+
+fn close(a: &Value, b: &Value, at: &str) {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+                "{at}: {x} != {y}"
+            );
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                close(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{at}"
+            );
+            for (k, v) in x {
+                close(v, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metric_added_after_its_events_gets_after_replay_the_numbers_of_a_fresh_run() {
+    use reqwest::Method as M;
+    let server = start().await;
+    let (status, _) = server
+        .call(
+            M::POST,
+            BASE,
+            Some(json!({"key": "rx", "flag": "new-search", "name": "Replay",
+                "variations": [{"variation": "off", "weight": 5000}, {"variation": "on", "weight": 5000}],
+                "metrics": ["purchase"]})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    // A draft has nothing to replay.
+    let (status, body) = server
+        .call(M::POST, &format!("{BASE}/rx/replay"), None)
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let r = reqwest::Client::new()
+        .post(server.api(&format!("{BASE}/rx/start")))
+        .bearer_auth(&server.admin)
+        .header("If-Match", "\"1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, _) = server
+        .call(M::GET, &format!("{BASE}/rx/replay"), None)
+        .await;
+    assert_eq!(status, 404, "no replay ran yet");
+
+    let t0 = now_ms() + 1_000;
+    Server::send(&server.url, &server.sdk, &events(0, 600, t0)).await;
+    server.settled("rx").await;
+
+    // The metric `signup` is added after its events arrived. The API
+    // keeps a running experiment's definition fixed (metric definitions
+    // will change under it), so the test changes the stored row, as a
+    // changed definition would.
+    let before = server.settled("rx").await;
+    assert_eq!(before["metrics"].as_array().unwrap().len(), 1);
+    let db = sqlx::SqlitePool::connect(&server.db_url).await.unwrap();
+    let changed = sqlx::query("UPDATE experiments SET metrics = ? WHERE key = 'rx'")
+        .bind(r#"["purchase","signup"]"#)
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(changed.rows_affected(), 1);
+    db.close().await;
+    // The aggregator reads the definition again (the replay request does
+    // this first too): the new metric has missed its earlier events.
+    let agg = server.state.aggregation.clone().unwrap();
+    agg.refresh(server.state.store.as_ref()).await.unwrap();
+    let before = server.settled("rx").await;
+    assert_eq!(before["metrics"][1]["key"], "signup");
+    let signup = |r: &Value| r["metrics"][1]["statistics"].clone();
+    assert!(
+        before["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["code"] == "metric_incomplete"),
+        "{before}"
+    );
+
+    // Events keep arriving while the replay runs.
+    let sending = tokio::spawn({
+        let (url, sdk) = (server.url.clone(), server.sdk.clone());
+        async move {
+            for k in 0..4 {
+                let from = 600 + k * 100;
+                Server::send(&url, &sdk, &events(from, from + 100, t0)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let (status, started) = server
+        .call(M::POST, &format!("{BASE}/rx/replay"), None)
+        .await;
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["experiment"], "rx");
+    assert!(started["state"] == "running" || started["state"] == "done");
+    let mut last = Value::Null;
+    for _ in 0..1500 {
+        let (status, p) = server
+            .call(M::GET, &format!("{BASE}/rx/replay"), None)
+            .await;
+        assert_eq!(status, 200);
+        let fraction = p["fraction"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&fraction), "{p}");
+        last = p;
+        if last["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(last["state"], "done", "{last}");
+    assert!(last["events_read"].as_u64().unwrap() > 600, "{last}");
+    sending.await.unwrap();
+    let after = server.settled("rx").await;
+    assert!(
+        !after["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["code"] == "metric_incomplete"),
+        "{after}"
+    );
+
+    // A fresh aggregator that had both metrics from the start, over the
+    // same stream.
+    let stream = server.state.events.as_ref().unwrap().stream().clone();
+    let specs: Vec<_> = load_specs(server.state.store.as_ref())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.key == "rx")
+        .collect();
+    let mut fresh = Aggregator::new(Limits::default(), (5, 6));
+    fresh.configure(specs);
+    let end = stream.bounds().1;
+    let mut at = 0;
+    while at < end {
+        let batch = stream.read(at, 1 << 20).await.unwrap();
+        for r in &batch.records {
+            let ev = switchyard_events::decode_event(&r.payload).unwrap();
+            fresh.apply(&switchyard_server::aggregation::as_event(&ev));
+        }
+        at = batch.next;
+        fresh.advance(at);
+    }
+    let want = fresh
+        .results(
+            "demo",
+            "development",
+            "rx",
+            &AnalysisOptions {
+                weights: vec![5000.0, 5000.0],
+                ..AnalysisOptions::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+    let want = serde_json::to_value(&want).unwrap();
+    close(&after["metrics"], &want["metrics"], "metrics");
+    close(&after["variations"], &want["variations"], "variations");
+    // The test can tell: the signup metric had missed its early events.
+    assert_ne!(signup(&before), signup(&after));
+    assert!(
+        after["metrics"][1]["statistics"][0]["successes"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+            || after["metrics"][1]["statistics"][0]["post"]["successes"]
+                .as_f64()
+                .unwrap()
+                > 0.0,
+        "{after}"
+    );
+
+    let mut server = server;
+    if let Some(tx) = server.stop.take() {
+        let _ = tx.send(());
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), server.task).await;
+}
