@@ -66,6 +66,7 @@ fn spec(key: &str, metrics: usize) -> ExperimentSpec {
         start_ms: 0,
         stop_ms: None,
         metrics,
+        breakdown: None,
     }
 }
 
@@ -119,6 +120,7 @@ fn view(o: &Owned) -> Event<'_> {
             experiment: Some(o.experiment),
             flag: None,
             variation: o.variation,
+            attributes: None,
         },
         Some(name) => Event::Track {
             project: "p",
@@ -153,6 +155,7 @@ fn stored<'a>(e: &'a switchyard_events::StoredEvent<'a>) -> Event<'a> {
             experiment: e.experiment,
             flag: e.flag,
             variation: e.variation.unwrap_or(""),
+            attributes: e.attributes.map(|a| a.get()),
         }
     }
 }
@@ -263,6 +266,7 @@ fn results(c: &mut Criterion) {
             } else {
                 "treatment"
             },
+            attributes: None,
         });
         // Some units convert on a few of the events, one before its
         // exposure (a CUPED covariate for the metrics that have one).

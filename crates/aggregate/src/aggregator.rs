@@ -25,6 +25,9 @@ pub enum Event<'a> {
         experiment: Option<&'a str>,
         flag: Option<&'a str>,
         variation: &'a str,
+        /// The attributes object as JSON text, if any (read only for an
+        /// experiment broken down by one of them).
+        attributes: Option<&'a str>,
     },
     Track {
         project: &'a str,
@@ -241,6 +244,9 @@ impl Aggregator {
                 Some(mut st) if st.spec.same_analysis(&spec) => {
                     let fresh = self.metric_states(&spec, st.rows);
                     st.reconcile(fresh, self.position.offset);
+                    if st.spec.breakdown != spec.breakdown {
+                        st.set_breakdown(spec.breakdown.clone());
+                    }
                     st.spec = spec;
                     st
                 }
@@ -290,6 +296,7 @@ impl Aggregator {
                 experiment,
                 flag,
                 variation,
+                attributes,
             } => {
                 self.see_time(time_ms);
                 let Some(env) = self.envs.get(project).and_then(|p| p.get(environment)) else {
@@ -327,7 +334,20 @@ impl Aggregator {
                         .iter()
                         .position(|x| x == variation)
                         .map_or(u16::MAX - 1, |v| v as u16);
-                    e.expose(key, v, time_ms, &self.ring, max_units, max_buckets);
+                    let value = e
+                        .spec
+                        .breakdown
+                        .as_deref()
+                        .map(|a| crate::breakdown::value_of(attributes, a));
+                    e.expose(
+                        key,
+                        v,
+                        time_ms,
+                        value.as_deref(),
+                        &self.ring,
+                        max_units,
+                        max_buckets,
+                    );
                 }
             }
             Event::Track {

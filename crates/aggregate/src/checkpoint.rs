@@ -26,7 +26,9 @@ use crate::moments::Moments;
 use crate::ring::Ring;
 use crate::spec::{ExperimentSpec, Limits, SpecMetric};
 
-const MAGIC: &[u8; 8] = b"SYAGG\x00\x00\x01";
+/// Version 2 added breakdowns; a version-1 checkpoint is refused, and the
+/// aggregator recomputes from the retained log.
+const MAGIC: &[u8; 8] = b"SYAGG\x00\x00\x02";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -217,6 +219,7 @@ fn encode_experiment(w: &mut W, e: &ExperimentState) {
         w.i64(u.first_ms);
         w.u32(u.row);
         w.u16(u.variation);
+        w.u8(u.segment);
     }
     w.u64(e.buckets.len() as u64);
     for (&k, b) in &e.buckets {
@@ -230,6 +233,44 @@ fn encode_experiment(w: &mut W, e: &ExperimentState) {
             w.moments(m);
         }
     }
+    w.u8(u8::from(e.breakdown.is_some()));
+    if let Some(b) = &e.breakdown {
+        w.bytes(b.attribute.as_bytes());
+        w.u64(b.unassigned);
+        w.u64(b.values.len() as u64);
+        for v in &b.values {
+            w.bytes(v.as_bytes());
+        }
+        for s in &b.segments {
+            encode_bucket(w, s);
+        }
+    }
+}
+
+fn encode_bucket(w: &mut W, b: &Bucket) {
+    w.u64(b.units.len() as u64);
+    for &u in &b.units {
+        w.u64(u);
+    }
+    w.u64(b.moments.len() as u64);
+    for m in &b.moments {
+        w.moments(m);
+    }
+}
+
+fn decode_bucket(r: &mut R<'_>, nvar: usize, nm: usize) -> Res<Bucket> {
+    let nu = r.count(8)?;
+    let units = (0..nu).map(|_| r.u64()).collect::<Res<Vec<_>>>()?;
+    let nmo = r.count(48)?;
+    let moments = (0..nmo).map(|_| r.moments()).collect::<Res<Vec<_>>>()?;
+    if nu != nvar || nmo != nm * nvar {
+        return Err(CheckpointError::Damaged("bucket shape"));
+    }
+    Ok(Bucket { units, moments })
+}
+
+fn text(r: &mut R<'_>) -> Res<String> {
+    String::from_utf8(r.bytes()?.to_vec()).map_err(|_| CheckpointError::Damaged("text"))
 }
 
 /// Restores an aggregator from checkpoint bytes, with today's `limits`
@@ -346,7 +387,7 @@ fn decode_experiment(r: &mut R<'_>, sources: usize) -> Res<ExperimentState> {
     st.rows = rows;
     st.counters = counters;
     st.exposures = exposures;
-    let n = r.count(22)?;
+    let n = r.count(23)?;
     let mut units = UnitMap::with_capacity_and_hasher(n, Default::default());
     for _ in 0..n {
         let k = r.u64()?;
@@ -354,6 +395,7 @@ fn decode_experiment(r: &mut R<'_>, sources: usize) -> Res<ExperimentState> {
             first_ms: r.i64()?,
             row: r.u32()?,
             variation: r.u16()?,
+            segment: r.u8()?,
         };
         if u.row >= rows
             || (u.variation as usize >= nvar && u.variation != crate::experiment::EXCLUDED)
@@ -377,6 +419,30 @@ fn decode_experiment(r: &mut R<'_>, sources: usize) -> Res<ExperimentState> {
         buckets.insert(k, Bucket { units, moments });
     }
     st.buckets = buckets;
+    st.breakdown = if r.u8()? == 1 {
+        use crate::breakdown::{Breakdown, MAX_VALUES};
+        let attribute = text(r)?;
+        let unassigned = r.u64()?;
+        let n = r.count(8)?;
+        if n > MAX_VALUES {
+            return Err(CheckpointError::Damaged("breakdown values"));
+        }
+        let values = (0..n).map(|_| text(r)).collect::<Res<Vec<_>>>()?;
+        let segments = (0..=n)
+            .map(|_| decode_bucket(r, nvar, nm))
+            .collect::<Res<Vec<_>>>()?;
+        Some(Breakdown {
+            attribute,
+            values,
+            segments,
+            unassigned,
+        })
+    } else {
+        None
+    };
+    if st.breakdown.as_ref().map(|b| &b.attribute) != st.spec.breakdown.as_ref() {
+        return Err(CheckpointError::Damaged("breakdown attribute"));
+    }
     Ok(st)
 }
 

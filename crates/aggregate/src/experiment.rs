@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use switchyard_core::metric::{Aggregate, Cap, MetricKind};
 
+use crate::breakdown::{Breakdown, NO_SEGMENT};
 use crate::hash::UnitMap;
 use crate::moments::{Moments, Shape};
 use crate::ring::Ring;
@@ -29,6 +30,9 @@ pub(crate) struct Unit {
     pub first_ms: i64,
     pub row: u32,
     pub variation: u16,
+    /// Its breakdown segment (`breakdown.rs`); a byte of what would be
+    /// padding.
+    pub segment: u8,
 }
 
 /// Which side of a metric an event source feeds.
@@ -173,6 +177,54 @@ pub(crate) struct Bucket {
     pub moments: Vec<Moments>,
 }
 
+impl Bucket {
+    pub fn empty(nvar: usize, nmetrics: usize) -> Bucket {
+        Bucket {
+            units: vec![0; nvar],
+            moments: vec![Moments::default(); nmetrics * nvar],
+        }
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.units.capacity() * 8 + self.moments.capacity() * std::mem::size_of::<Moments>() + 64
+    }
+
+    /// Adds (`join`) or removes a unit of variation `v` with its
+    /// per-metric contributions.
+    fn count(&mut self, nvar: usize, v: usize, contributions: &[(f64, f64)], join: bool) {
+        if join {
+            self.units[v] += 1;
+        } else {
+            self.units[v] = self.units[v].saturating_sub(1);
+        }
+        for (m, &c) in contributions.iter().enumerate() {
+            if join {
+                self.moments[m * nvar + v].add(c);
+            } else {
+                self.moments[m * nvar + v].remove(c);
+            }
+        }
+    }
+
+    /// The moments for a new metric list: `map_old[i]` is the old index
+    /// of new metric `i`, `None` for a new metric (its units, zero sums).
+    fn remap(&mut self, nvar: usize, map_old: &[Option<usize>]) {
+        let mut moments = Vec::with_capacity(map_old.len() * nvar);
+        for src in map_old {
+            for v in 0..nvar {
+                moments.push(match src {
+                    Some(i) => self.moments[i * nvar + v],
+                    None => Moments {
+                        n: self.units[v],
+                        ..Moments::default()
+                    },
+                });
+            }
+        }
+        self.moments = moments;
+    }
+}
+
 /// Counters of what an experiment turned away.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExperimentCounters {
@@ -201,11 +253,17 @@ pub struct ExperimentState {
     pub(crate) counters: ExperimentCounters,
     /// The stream offset from which this state has seen events.
     pub(crate) since_offset: u64,
+    /// Per-segment moments when the spec names a breakdown attribute.
+    pub(crate) breakdown: Option<Breakdown>,
 }
 
 impl ExperimentState {
     pub(crate) fn new(spec: ExperimentSpec, metrics: Vec<MetricState>, since: u64) -> Self {
         let n = spec.variations.len();
+        let breakdown = spec
+            .breakdown
+            .clone()
+            .map(|a| Breakdown::new(a, n, metrics.len()));
         let mut s = ExperimentState {
             spec,
             units: UnitMap::default(),
@@ -217,6 +275,7 @@ impl ExperimentState {
             exposures: vec![0; n],
             counters: ExperimentCounters::default(),
             since_offset: since,
+            breakdown,
         };
         s.index_sources();
         s
@@ -275,10 +334,9 @@ impl ExperimentState {
     fn bucket_mut(&mut self, key: i64) -> &mut Bucket {
         let nvar = self.nvar();
         let nm = self.metrics.len();
-        self.buckets.entry(key).or_insert_with(|| Bucket {
-            units: vec![0; nvar],
-            moments: vec![Moments::default(); nm * nvar],
-        })
+        self.buckets
+            .entry(key)
+            .or_insert_with(|| Bucket::empty(nvar, nm))
     }
 
     /// Merges the oldest buckets while there are more than `max`.
@@ -310,10 +368,13 @@ impl ExperimentState {
             .map(|m| m.contribution(m.values[unit.row as usize]))
             .collect();
         let key = self.bucket_key(unit.first_ms);
-        let b = self.bucket_mut(key);
-        b.units[v] += 1;
-        for (m, c) in contributions.into_iter().enumerate() {
-            b.moments[m * nvar + v].add(c);
+        self.bucket_mut(key).count(nvar, v, &contributions, true);
+        if let Some(seg) = self
+            .breakdown
+            .as_mut()
+            .and_then(|b| b.segment_mut(unit.segment))
+        {
+            seg.count(nvar, v, &contributions, true);
         }
         self.trim_buckets(max_buckets);
     }
@@ -329,10 +390,14 @@ impl ExperimentState {
             .collect();
         let key = self.bucket_key(unit.first_ms);
         if let Some(b) = self.buckets.get_mut(&key) {
-            b.units[v] = b.units[v].saturating_sub(1);
-            for (m, c) in contributions.into_iter().enumerate() {
-                b.moments[m * nvar + v].remove(c);
-            }
+            b.count(nvar, v, &contributions, false);
+        }
+        if let Some(seg) = self
+            .breakdown
+            .as_mut()
+            .and_then(|b| b.segment_mut(unit.segment))
+        {
+            seg.count(nvar, v, &contributions, false);
         }
     }
 
@@ -357,12 +422,26 @@ impl ExperimentState {
         }
     }
 
-    /// An exposure record of `unit_key` to variation index `variation` at `t`.
+    /// The breakdown segment of a unit first exposed with `value` (the
+    /// breakdown attribute's value on that exposure).
+    fn segment(&mut self, value: Option<&str>) -> u8 {
+        let (nvar, nm) = (self.nvar(), self.metrics.len());
+        match (self.breakdown.as_mut(), value) {
+            (Some(b), Some(v)) => b.segment_of(v, nvar, nm),
+            _ => NO_SEGMENT,
+        }
+    }
+
+    /// An exposure record of `unit_key` to variation index `variation` at
+    /// `t`; `value` is the breakdown attribute's value on it (when the
+    /// experiment has a breakdown).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn expose(
         &mut self,
         unit_key: u64,
         variation: u16,
         t: i64,
+        value: Option<&str>,
         ring: &Ring,
         max_units: usize,
         max_buckets: usize,
@@ -383,6 +462,7 @@ impl ExperimentState {
                     first_ms: t,
                     row: self.rows,
                     variation,
+                    segment: self.segment(value),
                 };
                 self.rows += 1;
                 for m in &mut self.metrics {
@@ -402,7 +482,17 @@ impl ExperimentState {
             }
             Some(u) if t < u.first_ms => {
                 self.leave(u);
-                let moved = Unit { first_ms: t, ..u };
+                // The earlier exposure is the first: its value counts.
+                let segment = if u.segment == NO_SEGMENT {
+                    NO_SEGMENT
+                } else {
+                    self.segment(value)
+                };
+                let moved = Unit {
+                    first_ms: t,
+                    segment,
+                    ..u
+                };
                 self.units.insert(unit_key, moved);
                 self.refold(unit_key, moved, ring);
                 self.join(moved, max_buckets);
@@ -428,6 +518,10 @@ impl ExperimentState {
         let Some(bucket) = self.buckets.get_mut(&key) else {
             return;
         };
+        let mut segment = self
+            .breakdown
+            .as_mut()
+            .and_then(|b| b.segment_mut(unit.segment));
         for &(m, role) in uses {
             let metric = &mut self.metrics[m as usize];
             let Some((slot, amount)) = metric.attribute(unit.first_ms, stop, t, value, role) else {
@@ -440,9 +534,28 @@ impl ExperimentState {
             metric.values[row] = new;
             let (c0, c1) = (metric.contribution(old), metric.contribution(new));
             if c0 != c1 {
-                bucket.moments[m as usize * nvar + unit.variation as usize].shift(c0, c1);
+                let i = m as usize * nvar + unit.variation as usize;
+                bucket.moments[i].shift(c0, c1);
+                if let Some(seg) = segment.as_deref_mut() {
+                    seg.moments[i].shift(c0, c1);
+                }
             }
         }
+    }
+
+    /// A breakdown attribute set or changed on a running experiment: units
+    /// already exposed are left out of it (until a replay), and counted.
+    pub(crate) fn set_breakdown(&mut self, attribute: Option<String>) {
+        let (nvar, nm) = (self.nvar(), self.metrics.len());
+        let units = self.units.len() as u64;
+        for u in self.units.values_mut() {
+            u.segment = NO_SEGMENT;
+        }
+        self.breakdown = attribute.map(|a| {
+            let mut b = Breakdown::new(a, nvar, nm);
+            b.unassigned = units;
+            b
+        });
     }
 
     /// Replaces the metric list: metrics with an unchanged definition keep
@@ -472,19 +585,12 @@ impl ExperimentState {
             }
         }
         for b in self.buckets.values_mut() {
-            let mut moments = Vec::with_capacity(fresh.len() * nvar);
-            for src in &map_old {
-                for v in 0..nvar {
-                    moments.push(match src {
-                        Some(i) => b.moments[i * nvar + v],
-                        None => Moments {
-                            n: b.units[v],
-                            ..Moments::default()
-                        },
-                    });
-                }
+            b.remap(nvar, &map_old);
+        }
+        if let Some(bd) = self.breakdown.as_mut() {
+            for b in &mut bd.segments {
+                b.remap(nvar, &map_old);
             }
-            b.moments = moments;
         }
         self.metrics = fresh;
         self.index_sources();
@@ -498,14 +604,9 @@ impl ExperimentState {
             .iter()
             .map(|m| m.values.capacity() * std::mem::size_of::<[f64; 2]>())
             .sum();
-        let buckets: usize = self
-            .buckets
-            .values()
-            .map(|b| {
-                b.units.capacity() * 8 + b.moments.capacity() * std::mem::size_of::<Moments>() + 64
-            })
-            .sum();
-        self.units.capacity() * unit_slot + metrics + buckets
+        let buckets: usize = self.buckets.values().map(Bucket::memory_bytes).sum();
+        let breakdown = self.breakdown.as_ref().map_or(0, Breakdown::memory_bytes);
+        self.units.capacity() * unit_slot + metrics + buckets + breakdown
     }
 
     /// Per-variation totals of metric `m` over all buckets (`m` in the

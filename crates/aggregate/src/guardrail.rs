@@ -71,6 +71,7 @@ pub fn guardrail_options(alpha: f64, baseline: usize, weights: Vec<f64>) -> Anal
         },
         weights,
         max_points: 1,
+        breakdown: false,
     }
 }
 

@@ -7,6 +7,8 @@
 //!   the experiments ([`ExperimentSpec`]) and keeps what is unchanged.
 //! - `experiment.rs`: [`ExperimentState`]: units by hash with their first
 //!   exposure, per-unit metric values, per-hour per-variation [`Moments`].
+//! - `breakdown.rs`: per-segment moments by one exposure attribute (top
+//!   values plus "other", bounded).
 //! - `ring.rs`: the bounded ring of recent tracked events, from which a
 //!   unit's events are attributed when its exposure arrives after them.
 //! - `results.rs`: from the state to the statistics engine's output, SRM,
@@ -33,6 +35,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod aggregator;
+pub mod breakdown;
 pub mod checkpoint;
 mod experiment;
 pub mod guardrail;
@@ -48,8 +51,9 @@ pub use experiment::{ExperimentCounters, ExperimentState, HOUR_MS};
 pub use moments::{Moments, Shape};
 pub use replay::InstallError;
 pub use results::{
-    AnalysisOptions, ExperimentResults, Freshness, MetricDetail, ResultsError, SeriesEffect,
-    SeriesMetric, SeriesPoint, VariationSummary, Warning, percentile, results_of,
+    AnalysisOptions, BreakdownResults, BreakdownSegment, ExperimentResults, Freshness,
+    MetricDetail, ResultsError, SeriesEffect, SeriesMetric, SeriesPoint, VariationSummary, Warning,
+    percentile, results_of,
 };
 pub use ring::RingStats;
 pub use spec::{ExperimentSpec, Limits, SpecMetric};

@@ -27,6 +27,9 @@ pub struct AnalysisOptions {
     /// Most points of the cumulative series (evenly thinned; the last
     /// point is always there).
     pub max_points: usize,
+    /// Include the breakdown by the experiment's breakdown attribute, when
+    /// it has one.
+    pub breakdown: bool,
 }
 
 impl Default for AnalysisOptions {
@@ -35,6 +38,7 @@ impl Default for AnalysisOptions {
             settings: Settings::default(),
             weights: Vec::new(),
             max_points: 500,
+            breakdown: true,
         }
     }
 }
@@ -58,6 +62,43 @@ pub struct ExperimentResults {
     pub analysis: AnalysisResult,
     pub metrics: Vec<MetricDetail>,
     pub series: Vec<SeriesPoint>,
+    /// Per value of the breakdown attribute (top values, then "other"),
+    /// when the experiment has one and it was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<BreakdownResults>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BreakdownResults {
+    /// The exposure attribute.
+    pub attribute: String,
+    /// Metrics broken down (those with a percentile cap are not: their cap
+    /// is found over all units at request time).
+    pub metrics: Vec<String>,
+    /// Units first exposed before the breakdown was configured, in no
+    /// segment (a replay puts them in).
+    pub unassigned_units: u64,
+    /// Distinct values seen, up to the bound of tracked values.
+    pub distinct_values: usize,
+    /// The top values by units, then `"other"` (the rest merged) when
+    /// there are units in it.
+    pub segments: Vec<BreakdownSegment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BreakdownSegment {
+    /// The attribute's value; `"(none)"` for exposures without it.
+    pub value: String,
+    /// True for the merged remainder (`value` is `"other"`).
+    pub other: bool,
+    /// Units per variation.
+    pub units: Vec<u64>,
+    /// The statistics engine's output for this segment alone (SRM, per
+    /// metric and variation the effects).
+    pub analysis: AnalysisResult,
+    /// Per metric (in `metrics` order), per variation, the sufficient
+    /// statistics given to the engine.
+    pub statistics: Vec<Vec<MetricStatistic>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -301,6 +342,15 @@ pub fn results_of(
             });
         }
     }
+    if let Some(b) = e.breakdown.as_ref().filter(|b| b.unassigned > 0) {
+        warnings.push(Warning {
+            code: "breakdown_incomplete",
+            message: format!(
+                "the breakdown by {:?} was configured after {} units were exposed; they are in no segment until the experiment is replayed",
+                b.attribute, b.unassigned
+            ),
+        });
+    }
     if ring_evicted > 0 {
         warnings.push(Warning {
             code: "attribution_bounded",
@@ -329,6 +379,11 @@ pub fn results_of(
         .collect();
 
     let series = series(e, opts, &weights, &cols, &shapes);
+    let breakdown = if opts.breakdown {
+        breakdown(e, opts, &weights, &shapes)
+    } else {
+        None
+    };
     Ok(ExperimentResults {
         experiment: e.spec.key.clone(),
         phase: e.spec.phase,
@@ -356,6 +411,118 @@ pub fn results_of(
         analysis,
         metrics,
         series,
+        breakdown,
+    })
+}
+
+/// The breakdown: segments ranked by units, the top ones by name and the
+/// rest (with the overflow segment) merged into "other". Its cost is the
+/// segments', not the units'.
+fn breakdown(
+    e: &ExperimentState,
+    opts: &AnalysisOptions,
+    weights: &[f64],
+    shapes: &[Shape],
+) -> Option<BreakdownResults> {
+    use crate::breakdown::TOP_VALUES;
+    let b = e.breakdown.as_ref()?;
+    let nvar = e.spec.variations.len();
+    let included: Vec<usize> = e
+        .metrics
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !matches!(m.spec.definition.cap, Some(Cap::Percentile(_))))
+        .map(|(i, _)| i)
+        .collect();
+    let total = |s: &crate::experiment::Bucket| s.units.iter().sum::<u64>();
+    let mut ranked: Vec<usize> = (0..b.values.len()).collect();
+    ranked.sort_by(|&x, &y| {
+        total(&b.segments[y])
+            .cmp(&total(&b.segments[x]))
+            .then_with(|| b.values[x].cmp(&b.values[y]))
+    });
+    let mut groups: Vec<(String, bool, Vec<&crate::experiment::Bucket>)> = ranked
+        .iter()
+        .take(TOP_VALUES)
+        .filter(|&&i| total(&b.segments[i]) > 0)
+        .map(|&i| (b.values[i].clone(), false, vec![&b.segments[i]]))
+        .collect();
+    let mut rest: Vec<&crate::experiment::Bucket> = ranked
+        .iter()
+        .skip(TOP_VALUES)
+        .map(|&i| &b.segments[i])
+        .collect();
+    rest.extend(b.segments.last());
+    if rest.iter().any(|s| total(s) > 0) {
+        groups.push(("other".into(), true, rest));
+    }
+    let mut settings = opts.settings.clone();
+    // A correction across segments is the reader's call; each segment is
+    // analysed as its own experiment.
+    settings.correction = switchyard_stats::Correction::None;
+    let segments = groups
+        .into_iter()
+        .map(|(value, other, parts)| {
+            let mut units = vec![0u64; nvar];
+            let mut totals = vec![vec![Moments::default(); nvar]; included.len()];
+            for p in parts {
+                for (u, x) in units.iter_mut().zip(&p.units) {
+                    *u += x;
+                }
+                for (t, &m) in totals.iter_mut().zip(&included) {
+                    for (v, x) in t.iter_mut().enumerate() {
+                        x.merge(&p.moments[m * nvar + v]);
+                    }
+                }
+            }
+            let statistics: Vec<Vec<MetricStatistic>> = totals
+                .iter()
+                .zip(&included)
+                .map(|(t, &m)| t.iter().map(|x| x.statistic(shapes[m])).collect())
+                .collect();
+            let req = AnalysisRequest {
+                settings: settings.clone(),
+                variations: e
+                    .spec
+                    .variations
+                    .iter()
+                    .zip(weights)
+                    .zip(&units)
+                    .map(|((id, &weight), &units)| Variation {
+                        id: id.clone(),
+                        weight,
+                        units,
+                    })
+                    .collect(),
+                metrics: included
+                    .iter()
+                    .zip(&statistics)
+                    .map(|(&m, data)| Metric {
+                        id: e.metrics[m].spec.definition.key.clone(),
+                        inverse: e.metrics[m].spec.definition.direction == Direction::Lower,
+                        prior: None,
+                        data: data.clone(),
+                    })
+                    .collect(),
+            };
+            BreakdownSegment {
+                value,
+                other,
+                units,
+                analysis: switchyard_stats::analyze(&req),
+                statistics,
+            }
+        })
+        .collect();
+    Some(BreakdownResults {
+        attribute: b.attribute.clone(),
+        metrics: included
+            .iter()
+            .map(|&m| e.metrics[m].spec.definition.key.clone())
+            .collect(),
+        unassigned_units: b.unassigned,
+        distinct_values: b.values.len(),
+        segments,
     })
 }
 

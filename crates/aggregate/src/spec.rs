@@ -26,6 +26,10 @@ pub struct ExperimentSpec {
     #[serde(default)]
     pub stop_ms: Option<i64>,
     pub metrics: Vec<SpecMetric>,
+    /// The exposure attribute the results are broken down by, if any (the
+    /// experiment's `breakdown_by`).
+    #[serde(default)]
+    pub breakdown: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

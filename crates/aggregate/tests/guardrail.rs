@@ -31,6 +31,7 @@ fn spec(metrics: &[(&str, MetricRole)]) -> ExperimentSpec {
                 role: *role,
             })
             .collect(),
+        breakdown: None,
     }
 }
 
@@ -59,6 +60,7 @@ fn run(
                 experiment: Some("exp"),
                 flag: None,
                 variation,
+                attributes: None,
             });
             let mut names = vec!["error"; errors(arm, i) as usize];
             if i % 2 == 0 {

@@ -42,6 +42,7 @@ fn a_unit_metric_pair_costs_under_64_bytes_and_the_estimate_is_close() {
                 role: Default::default(),
             })
             .collect(),
+        breakdown: None,
     };
     let mut agg = Aggregator::new(
         Limits {
@@ -65,6 +66,7 @@ fn a_unit_metric_pair_costs_under_64_bytes_and_the_estimate_is_close() {
             experiment: Some("exp"),
             flag: None,
             variation: if u.is_multiple_of(2) { "a" } else { "b" },
+            attributes: None,
         });
     }
     let used = rss_bytes() - before;

@@ -185,6 +185,7 @@ fn flush(pending: &mut Vec<Exposure>, stream: &dyn EventStream, metrics: &EventM
                 experiment: Some(e.experiment.as_str().into()),
                 flag: None,
                 variation: e.variation.as_str().into(),
+                attributes: None,
             },
         };
         batch.push_event(&e.project, &e.environment, &ev);

@@ -23,6 +23,8 @@ pub const MAX_PAYLOAD: usize = 1 << 20;
 
 const EXPOSURE: u8 = 1;
 const TRACK: u8 = 2;
+/// An exposure followed by its attributes (records of kind 1 have none).
+const EXPOSURE_WITH_ATTRIBUTES: u8 = 3;
 
 /// Encoded records ready for one log write, with what the writer needs to
 /// know of each (framed length and id hash, for deduplication).
@@ -75,6 +77,10 @@ impl EncodedBatch {
         let d = &mut self.data;
         d.extend_from_slice(&[0; HEADER]);
         d.push(match ev.kind {
+            KindRef::Exposure {
+                attributes: Some(_),
+                ..
+            } => EXPOSURE_WITH_ATTRIBUTES,
             KindRef::Exposure { .. } => EXPOSURE,
             KindRef::Track { .. } => TRACK,
         });
@@ -88,10 +94,15 @@ impl EncodedBatch {
                 experiment,
                 flag,
                 variation,
+                attributes,
             } => {
                 put_str(d, experiment.as_deref().unwrap_or(""));
                 put_str(d, flag.as_deref().unwrap_or(""));
                 put_str(d, variation);
+                if let Some(a) = attributes {
+                    d.extend_from_slice(&(a.len() as u32).to_le_bytes());
+                    d.extend_from_slice(a.as_bytes());
+                }
             }
             KindRef::Track {
                 name,
@@ -238,10 +249,14 @@ pub fn decode_event(payload: &[u8]) -> Option<StoredEvent<'_>> {
         attributes: None,
     };
     match kind {
-        EXPOSURE => {
+        EXPOSURE | EXPOSURE_WITH_ATTRIBUTES => {
             ev.experiment = c.opt16()?;
             ev.flag = c.opt16()?;
             ev.variation = Some(c.str16()?);
+            if kind == EXPOSURE_WITH_ATTRIBUTES {
+                let n = u32::from_le_bytes(c.take(4)?.try_into().ok()?) as usize;
+                ev.attributes = serde_json::from_str(c.str_n(n)?).ok();
+            }
         }
         TRACK => {
             ev.kind = "track";

@@ -75,6 +75,9 @@ pub enum KindRef<'a> {
         experiment: Option<Cow<'a, str>>,
         flag: Option<Cow<'a, str>>,
         variation: Cow<'a, str>,
+        /// The JSON object text, as sent: the unit's attributes when it was
+        /// exposed (what results can be broken down by).
+        attributes: Option<&'a str>,
     },
     Track {
         name: Cow<'a, str>,
@@ -264,6 +267,7 @@ impl<'a> RawEvent<'a> {
                     experiment,
                     flag,
                     variation,
+                    attributes: attributes_of(self.attributes)?,
                 }
             }
             "track" => {
@@ -273,29 +277,7 @@ impl<'a> RawEvent<'a> {
                     Some(raw) if raw.get() == "null" => None,
                     Some(raw) => Some(parse_number(raw, "value")?),
                 };
-                let attributes = match self.attributes {
-                    None => None,
-                    Some(raw) if raw.get() == "null" => None,
-                    Some(raw) if raw.get().starts_with('{') => {
-                        if nesting_depth(raw.get()) > MAX_ATTRIBUTE_DEPTH {
-                            return Err(Rejection::new(
-                                "too_deep",
-                                Some("attributes"),
-                                format!(
-                                    "attributes may nest at most {MAX_ATTRIBUTE_DEPTH} levels of objects and arrays"
-                                ),
-                            ));
-                        }
-                        Some(raw.get())
-                    }
-                    Some(_) => {
-                        return Err(Rejection::new(
-                            "invalid_type",
-                            Some("attributes"),
-                            "attributes must be a JSON object",
-                        ));
-                    }
-                };
+                let attributes = attributes_of(self.attributes)?;
                 KindRef::Track {
                     name,
                     value,
@@ -316,6 +298,31 @@ impl<'a> RawEvent<'a> {
             time_ms,
             kind,
         })
+    }
+}
+
+/// `attributes`: absent, `null`, or a JSON object of bounded depth.
+fn attributes_of(raw: Option<&RawValue>) -> Result<Option<&str>, Rejection> {
+    match raw {
+        None => Ok(None),
+        Some(raw) if raw.get() == "null" => Ok(None),
+        Some(raw) if raw.get().starts_with('{') => {
+            if nesting_depth(raw.get()) > MAX_ATTRIBUTE_DEPTH {
+                return Err(Rejection::new(
+                    "too_deep",
+                    Some("attributes"),
+                    format!(
+                        "attributes may nest at most {MAX_ATTRIBUTE_DEPTH} levels of objects and arrays"
+                    ),
+                ));
+            }
+            Ok(Some(raw.get()))
+        }
+        Some(_) => Err(Rejection::new(
+            "invalid_type",
+            Some("attributes"),
+            "attributes must be a JSON object",
+        )),
     }
 }
 

@@ -197,3 +197,41 @@ fn an_encoded_event_decodes_to_the_same_fields() {
     );
     assert!(batch.records[0].id.is_some() && batch.records[1].id.is_none());
 }
+
+#[test]
+fn an_exposure_keeps_its_attributes_and_one_without_keeps_the_old_record_shape() {
+    let body = r#"[{"type":"exposure","unit":"u","experiment":"x","variation":"on","attributes":{"country":"DE"}},
+                   {"type":"exposure","unit":"u","experiment":"x","variation":"on"},
+                   {"type":"exposure","unit":"u","experiment":"x","variation":"on","attributes":null},
+                   {"type":"exposure","unit":"u","experiment":"x","variation":"on","attributes":[1]}]"#;
+    let raws = parse_json(body.as_bytes(), &Limits::default()).unwrap();
+    let results: Vec<_> = raws
+        .iter()
+        .map(|r| r.validate(&Limits::default(), NOW))
+        .collect();
+    assert_eq!(
+        results[3].as_ref().unwrap_err().field.as_deref(),
+        Some("attributes")
+    );
+    let mut batch = EncodedBatch::default();
+    for r in results.iter().take(3) {
+        batch.push_event("p", "e", r.as_ref().unwrap());
+    }
+    let mut at = 0;
+    let mut out = Vec::new();
+    for m in &batch.records {
+        let rec = &batch.data[at..at + m.len as usize];
+        at += m.len as usize;
+        out.push((
+            rec[8],
+            serde_json::to_value(decode_event(&rec[8..]).unwrap()).unwrap(),
+        ));
+    }
+    assert_eq!(out[0].1["attributes"], serde_json::json!({"country": "DE"}));
+    assert_eq!(out[0].1["variation"], "on");
+    // Kind 1, as before attributes existed: old logs read the same.
+    assert_eq!(out[1].0, 1);
+    assert_eq!(out[2].0, 1);
+    assert!(out[1].1.get("attributes").is_none());
+    assert_ne!(out[0].0, 1);
+}

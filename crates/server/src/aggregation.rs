@@ -626,6 +626,7 @@ pub fn as_event<'a>(e: &'a StoredEvent<'a>) -> Event<'a> {
             experiment: e.experiment,
             flag: e.flag,
             variation: e.variation.unwrap_or(""),
+            attributes: e.attributes.map(|a| a.get()),
         }
     }
 }
@@ -669,6 +670,8 @@ pub fn spec_of(e: &ExperimentDefinition, metrics: &[Metric]) -> Option<Experimen
                 })
             })
             .collect(),
+
+        breakdown: None,
     })
 }
 

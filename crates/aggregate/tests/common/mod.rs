@@ -45,6 +45,7 @@ pub fn with_event<R>(e: &Ev, f: impl FnOnce(&Event<'_>) -> R) -> R {
             experiment: Some("exp"),
             flag: None,
             variation: if *v == 0 { "control" } else { "treatment" },
+            attributes: None,
         },
         Kind::Track { name, value, tag } => Event::Track {
             project: "p",
@@ -88,6 +89,7 @@ pub fn spec() -> ExperimentSpec {
                 role: Default::default(),
             })
             .collect(),
+        breakdown: None,
     }
 }
 

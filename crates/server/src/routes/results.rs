@@ -122,6 +122,10 @@ struct ResultsQuery {
     alpha: Option<f64>,
     #[serde(default)]
     points: Option<usize>,
+    /// Include the breakdown by the experiment's breakdown attribute
+    /// (default: yes when it has one).
+    #[serde(default)]
+    breakdown: Option<bool>,
 }
 
 fn rfc3339(ms: i64) -> Option<String> {
@@ -183,6 +187,7 @@ async fn results(
             .map(|v| f64::from(v.weight))
             .collect(),
         max_points: points,
+        breakdown: q.breakdown.unwrap_or(true),
     };
     let invalid = |e: switchyard_aggregate::ResultsError| {
         ApiError::invalid_field(
