@@ -57,7 +57,8 @@ fn units(n: usize, countries: usize) -> Vec<Unit> {
     (0..n)
         .map(|u| {
             let r = next();
-            let country = (!r.is_multiple_of(10)).then(|| format!("c{}", (r >> 8) as usize % countries));
+            let country =
+                (!r.is_multiple_of(10)).then(|| format!("c{}", (r >> 8) as usize % countries));
             let t = H + u as i64 * 1000;
             let attrs = |c: &Option<String>| {
                 Some(match c {

@@ -3,7 +3,7 @@
 //!
 //! A task sends, at a bounded rate and up to a bounded total, exposures of
 //! simulated units to the demo experiment and, for some of them, a
-//! `purchase` and a `revenue` event, through the same ingestion path as
+//! `purchase` event with the order value, through the same ingestion path as
 //! `POST /api/v1/events` (validated, durable, deduplicated by id). The true
 //! effect is known: units in the second variation purchase more often
 //! ([`Simulation::purchase_rates`]); order values are the same in both.
@@ -108,14 +108,13 @@ pub fn unit_events(sim: &Simulation, n: u64, now_ms: i64) -> Vec<Value> {
     if uniform(n.wrapping_mul(2)) < rate {
         // Orders of 20 to 120, the same in both variations.
         let amount = (20.0 + 100.0 * uniform(n.wrapping_mul(2) + 1)).round();
-        let attributes = json!({"simulated": true});
-        for name in ["purchase", "revenue"] {
-            out.push(json!({
-                "id": format!("sim-{name}-{n}"), "type": "track", "unit": unit,
-                "name": name, "value": amount, "time": now_ms + 1,
-                "attributes": attributes,
-            }));
-        }
+        // The demo's `purchase` (binomial) and `revenue` (sum of value)
+        // metrics both read it.
+        out.push(json!({
+            "id": format!("sim-purchase-{n}"), "type": "track", "unit": unit,
+            "name": "purchase", "value": amount, "time": now_ms + 1,
+            "attributes": {"simulated": true},
+        }));
     }
     out
 }

@@ -1,7 +1,7 @@
-//! Replay over HTTP: a metric added to a running experiment after its
-//! events arrived gets, once the experiment is replayed (while events keep
-//! arriving), the numbers an aggregator that had it from the start
-//! computes over the same stream.
+//! Replay over HTTP: a metric whose definition changes after its events
+//! arrived gets, once the experiment is replayed (while events keep
+//! arriving), the numbers an aggregator that had the new definition from
+//! the start computes over the same stream.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,6 @@ use switchyard_server::{AppState, ServerConfig};
 
 struct Server {
     url: String,
-    db_url: String,
     admin: String,
     sdk: String,
     state: AppState,
@@ -65,7 +64,6 @@ async fn start() -> Server {
         },
     ));
     Server {
-        db_url: url,
         url: format!("http://{addr}"),
         admin: boot.admin_key_secret,
         sdk: sdk.secret,
@@ -197,13 +195,23 @@ fn close(a: &Value, b: &Value, at: &str) {
 async fn a_metric_added_after_its_events_gets_after_replay_the_numbers_of_a_fresh_run() {
     use reqwest::Method as M;
     let server = start().await;
+    // `signup` first counts an event the application never sends.
+    let (status, body) = server
+        .call(
+            M::POST,
+            "/projects/demo/metrics",
+            Some(json!({"key": "signup", "kind": "binomial",
+                "numerator": {"event": "signup-unused"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
     let (status, _) = server
         .call(
             M::POST,
             BASE,
             Some(json!({"key": "rx", "flag": "new-search", "name": "Replay",
                 "variations": [{"variation": "off", "weight": 5000}, {"variation": "on", "weight": 5000}],
-                "metrics": ["purchase"]})),
+                "metrics": ["purchase", "signup"]})),
         )
         .await;
     assert_eq!(status, 201);
@@ -229,27 +237,26 @@ async fn a_metric_added_after_its_events_gets_after_replay_the_numbers_of_a_fres
     Server::send(&server.url, &server.sdk, &events(0, 600, t0)).await;
     server.settled("rx").await;
 
-    // The metric `signup` is added after its events arrived. The API
-    // keeps a running experiment's definition fixed (metric definitions
-    // will change under it), so the test changes the stored row, as a
-    // changed definition would.
-    let before = server.settled("rx").await;
-    assert_eq!(before["metrics"].as_array().unwrap().len(), 1);
-    let db = sqlx::SqlitePool::connect(&server.db_url).await.unwrap();
-    let changed = sqlx::query("UPDATE experiments SET metrics = ? WHERE key = 'rx'")
-        .bind(r#"["purchase","signup"]"#)
-        .execute(&db)
+    // The metric `signup` is changed after its events arrived: it now
+    // counts the `signup` events.
+    let r = reqwest::Client::new()
+        .put(server.api("/projects/demo/metrics/signup"))
+        .bearer_auth(&server.admin)
+        .header("If-Match", "\"1\"")
+        .json(&json!({"kind": "binomial", "numerator": {"event": "signup"}}))
+        .send()
         .await
         .unwrap();
-    assert_eq!(changed.rows_affected(), 1);
-    db.close().await;
-    // The aggregator reads the definition again (the replay request does
-    // this first too): the new metric has missed its earlier events.
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // The aggregator reads the definitions again on the change
+    // notification; the replay request does this first too.
     let agg = server.state.aggregation.clone().unwrap();
     agg.refresh(server.state.store.as_ref()).await.unwrap();
     let before = server.settled("rx").await;
     assert_eq!(before["metrics"][1]["key"], "signup");
     let signup = |r: &Value| r["metrics"][1]["statistics"].clone();
+    // Changed after the events arrived: nothing counted yet.
+    assert_eq!(before["metrics"][1]["statistics"][0]["successes"], 0.0);
     assert!(
         before["warnings"]
             .as_array()
