@@ -8,8 +8,10 @@
 //! live aggregator locked and both at the same offset, calls
 //! [`Aggregator::install`]: the experiment's state is replaced by the
 //! replayed one, whose event sources are re-interned in the live
-//! aggregator. Nothing is installed if the experiment's definition changed
-//! meanwhile.
+//! aggregator, and the replayer's recent events of those sources replace
+//! the live ring's (so units first exposed after the swap are attributed
+//! events that arrived before a metric existed). Nothing is installed if
+//! the experiment's definition changed meanwhile.
 
 use crate::aggregator::Aggregator;
 
@@ -51,6 +53,7 @@ impl Aggregator {
             sources,
             mut experiments,
             position,
+            ring,
             ..
         } = replayed;
         let Some(mut state) = experiments.pop() else {
@@ -75,22 +78,46 @@ impl Aggregator {
                 .position(|e| std::ptr::eq(e, current))
                 .ok_or(InstallError::Gone)?
         };
+        // The replayer's source ids to this aggregator's.
+        let mut remap: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        for (id, s) in sources.iter().enumerate() {
+            let live = self.intern(&s.def).map_err(InstallError::Source)?;
+            remap.insert(id as u32, live);
+        }
+        let map = |id: u32| {
+            remap
+                .get(&id)
+                .copied()
+                .ok_or_else(|| InstallError::Source(format!("unknown source {id}")))
+        };
         for m in &mut state.metrics {
             let (num, den) = m.sources;
-            let def = |id: u32| {
-                sources
-                    .get(id as usize)
-                    .map(|s| s.def.clone())
-                    .ok_or_else(|| InstallError::Source(format!("unknown source {id}")))
-            };
-            let num = self.intern(&def(num)?).map_err(InstallError::Source)?;
-            let den = match den {
-                Some(d) => Some(self.intern(&def(d)?).map_err(InstallError::Source)?),
-                None => None,
-            };
-            m.sources = (num, den);
+            m.sources = (map(num)?, den.map(map).transpose()?);
         }
         state.index_sources();
+        // The recent-event ring: the replayer's holds every retained event
+        // of this experiment's sources (its most recent ones, up to the
+        // same capacity); the live one holds those of its sources only
+        // since they were defined. Take the replayer's for these sources
+        // and the live ones for the others, so a unit first exposed after
+        // the swap is attributed its earlier events too.
+        let replayed_sources: std::collections::HashSet<u32> = remap.values().copied().collect();
+        let mut entries: Vec<(u64, i64, f64, u32)> = self
+            .ring
+            .live()
+            .filter(|e| !replayed_sources.contains(&e.source))
+            .map(|e| (e.unit, e.time, e.value, e.source))
+            .collect();
+        for e in ring.live() {
+            entries.push((e.unit, e.time, e.value, map(e.source)?));
+        }
+        let capacity = self.limits.ring_capacity;
+        let skip = entries.len().saturating_sub(capacity);
+        self.ring = crate::ring::Ring::restore(
+            capacity,
+            self.ring.evicted + skip as u64,
+            entries.into_iter().skip(skip).collect(),
+        );
         self.experiments[i] = state;
         self.reindex();
         Ok(())
