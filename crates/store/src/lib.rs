@@ -25,6 +25,7 @@ mod bootstrap;
 mod demo;
 mod document;
 mod error;
+pub mod password;
 mod secret;
 mod sql;
 mod store;

@@ -261,6 +261,22 @@ pub trait ConfigStore: Send + Sync + std::fmt::Debug {
     /// needs to authenticate from memory while the store is unreachable.
     async fn live_api_keys(&self) -> Result<Vec<LiveApiKey>>;
 
+    // Web UI users and sessions (sql/users.rs)
+    /// Creates a user; the password is checked (at least 10 characters)
+    /// and only its Argon2id hash is stored. Audited as kind `user`.
+    async fn create_user(&self, actor: &str, input: UserInput) -> Result<User>;
+    async fn list_users(&self) -> Result<Vec<User>>;
+    /// Disables the user (they can no longer sign in) and ends their sessions.
+    async fn disable_user(&self, actor: &str, email: &str) -> Result<User>;
+    /// The enabled user with this email and password; `None` otherwise
+    /// (an unknown email costs the same as a wrong password).
+    async fn check_login(&self, email: &str, password: &str) -> Result<Option<User>>;
+    /// Starts a session for an enabled user, valid for `ttl`.
+    async fn create_session(&self, user_id: &str, ttl: time::Duration) -> Result<CreatedSession>;
+    /// The live session with this id (not expired, its user enabled).
+    async fn session(&self, token: &str) -> Result<Option<Session>>;
+    async fn delete_session(&self, token: &str) -> Result<()>;
+
     // Audit log
     async fn list_audit(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>>;
 

@@ -549,3 +549,56 @@ mod tests {
         assert_eq!(serde_json::from_value::<Metric>(json).unwrap(), m);
     }
 }
+
+/// A person who signs in to the web UI: a role overall (`project: None`)
+/// or in one project, like an admin API key. Never the password, nor its
+/// hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    /// Normalised: trimmed and lowercase.
+    pub email: String,
+    pub role: Role,
+    pub project: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// A disabled user cannot sign in and their sessions are ended.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub disabled_at: Option<OffsetDateTime>,
+}
+
+/// What creating a user takes. The password is hashed (Argon2id) before
+/// anything is stored; it is not kept, nor logged.
+#[derive(Clone, PartialEq)]
+pub struct UserInput {
+    pub email: String,
+    pub password: String,
+    pub role: Role,
+    pub project: Option<String>,
+}
+
+impl std::fmt::Debug for UserInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserInput")
+            .field("email", &self.email)
+            .field("password", &"<redacted>")
+            .field("role", &self.role)
+            .field("project", &self.project)
+            .finish()
+    }
+}
+
+/// A live browser session: whose, and until when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub user: User,
+    pub expires_at: OffsetDateTime,
+}
+
+/// A new session and its id (the cookie value). The id exists only here:
+/// the store keeps its SHA-256 hash.
+#[derive(Debug, Clone)]
+pub struct CreatedSession {
+    pub token: String,
+    pub session: Session,
+}

@@ -14,6 +14,8 @@ mod cases_alerts;
 mod cases_metrics;
 #[path = "conformance/cases_more.rs"]
 mod cases_more;
+#[path = "conformance/cases_users.rs"]
+mod cases_users;
 #[path = "conformance/harness.rs"]
 mod harness;
 
@@ -59,6 +61,8 @@ conformance! {
     cases_metrics::metrics_are_created_read_replaced_and_deleted_with_audit,
     cases_metrics::an_invalid_metric_is_refused_naming_its_field_and_nothing_is_written,
     cases_metrics::experiments_name_defined_metrics_with_roles_and_keep_them_from_deletion,
+    cases_users::users_sign_in_with_their_password_only_and_are_audited,
+    cases_users::sessions_live_until_they_expire_or_end_and_are_unguessable,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,7 @@ mod resource;
 mod rows;
 mod segments;
 mod trait_impl;
+mod users;
 
 use sqlx::AnyConnection;
 use sqlx::any::AnyPoolOptions;

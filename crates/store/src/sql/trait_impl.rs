@@ -274,6 +274,28 @@ impl ConfigStore for SqlStore {
         self.live_api_keys_impl().await
     }
 
+    async fn create_user(&self, actor: &str, input: UserInput) -> Result<User> {
+        self.create_user_impl(actor, input).await
+    }
+    async fn list_users(&self) -> Result<Vec<User>> {
+        self.list_users_impl().await
+    }
+    async fn disable_user(&self, actor: &str, email: &str) -> Result<User> {
+        self.disable_user_impl(actor, email).await
+    }
+    async fn check_login(&self, email: &str, password: &str) -> Result<Option<User>> {
+        self.check_login_impl(email, password).await
+    }
+    async fn create_session(&self, user_id: &str, ttl: time::Duration) -> Result<CreatedSession> {
+        self.create_session_impl(user_id, ttl).await
+    }
+    async fn session(&self, token: &str) -> Result<Option<Session>> {
+        self.session_impl(token).await
+    }
+    async fn delete_session(&self, token: &str) -> Result<()> {
+        self.delete_session_impl(token).await
+    }
+
     async fn list_audit(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>> {
         self.list_audit_impl(filter).await
     }
