@@ -26,17 +26,12 @@ pub struct AdminKeyArgs {
     project: Option<String>,
 }
 
-pub fn run(args: AdminKeyArgs) -> anyhow::Result<()> {
-    let role = match args.role.as_str() {
-        "viewer" => Role::Viewer,
-        "editor" => Role::Editor,
-        "admin" => Role::Admin,
-        other => anyhow::bail!("unknown --role {other:?}: use viewer, editor or admin"),
-    };
-    let store_url = match &args.store_url {
-        Some(u) => u.clone(),
+/// The store URL given, or the data dir's SQLite store, which must exist.
+pub fn store_url(data_dir: &std::path::Path, given: Option<&str>) -> anyhow::Result<String> {
+    Ok(match given {
+        Some(u) => u.to_string(),
         None => {
-            let db = args.data_dir.join("config.db");
+            let db = data_dir.join("config.db");
             anyhow::ensure!(
                 db.exists(),
                 "no config store at {} (start `switchyard serve` once, or pass --store-url)",
@@ -44,7 +39,17 @@ pub fn run(args: AdminKeyArgs) -> anyhow::Result<()> {
             );
             format!("sqlite://{}", db.display())
         }
+    })
+}
+
+pub fn run(args: AdminKeyArgs) -> anyhow::Result<()> {
+    let role = match args.role.as_str() {
+        "viewer" => Role::Viewer,
+        "editor" => Role::Editor,
+        "admin" => Role::Admin,
+        other => anyhow::bail!("unknown --role {other:?}: use viewer, editor or admin"),
     };
+    let store_url = store_url(&args.data_dir, args.store_url.as_deref())?;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

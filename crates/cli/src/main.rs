@@ -12,6 +12,7 @@ mod eval;
 mod events;
 mod replay;
 mod serve;
+mod user;
 
 /// mimalloc instead of the system allocator: a request allocates a few
 /// dozen small blocks (headers, the context's attributes, the response),
@@ -55,6 +56,9 @@ enum Command {
     /// Create an admin API key directly in the config store (for a lost
     /// key or automation) and print its secret once.
     AdminKey(admin_key::AdminKeyArgs),
+    /// Web UI users (`user add EMAIL`: create one in the config store).
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Work with stored events (`events export`: raw events as NDJSON).
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -64,6 +68,14 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Print the version.
     Version,
+}
+
+fn role_name(role: switchyard_store::Role) -> &'static str {
+    match role {
+        switchyard_store::Role::Viewer => "viewer",
+        switchyard_store::Role::Editor => "editor",
+        switchyard_store::Role::Admin => "admin",
+    }
 }
 
 /// Prints a result; a closed pipe (`| head`) is not an error.
@@ -93,6 +105,7 @@ fn main() -> ExitCode {
         Command::AdminKey(args) => admin_key::run(args),
         Command::Events(cmd) => events::run(cmd),
         Command::Replay(args) => replay::run(args),
+        Command::User(cmd) => user::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

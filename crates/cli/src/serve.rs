@@ -71,6 +71,13 @@ pub struct ServeArgs {
     /// `https://app.example.com,http://localhost:3000`.
     #[arg(long, env = "SWITCHYARD_CORS_ORIGINS", default_value = "*")]
     cors_origins: CorsOrigins,
+    /// How long a web UI session lasts after sign-in (docs/users.md).
+    #[arg(long, env = "SWITCHYARD_SESSION_TTL", default_value = "12h", value_parser = parse_duration)]
+    session_ttl: Duration,
+    /// Mark session cookies `Secure`: `auto` (when the request came over
+    /// HTTPS, `X-Forwarded-Proto: https`), `always` or `never`.
+    #[arg(long, env = "SWITCHYARD_SECURE_COOKIES", default_value = "auto", value_parser = ["auto", "always", "never"])]
+    secure_cookies: String,
 }
 
 /// A duration such as `10s`, `500ms`, `2m` or `1h`; a bare number is
@@ -202,6 +209,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         println!();
     }
+    if store
+        .list_users()
+        .await
+        .context("cannot read the web UI users")?
+        .is_empty()
+    {
+        println!(
+            "  No web UI user yet. Create the first admin with:  switchyard user add --admin EMAIL"
+        );
+    }
     let net = NetConfig {
         header_read_timeout: args.header_read_timeout,
         body_read_timeout: args.body_read_timeout,
@@ -222,6 +239,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stream_keepalive: Duration::from_secs(15),
         net,
         cors: args.cors_origins.clone(),
+        ui: switchyard_server::ui::UiConfig {
+            session_ttl: args.session_ttl,
+            secure_cookies: match args.secure_cookies.as_str() {
+                "always" => Some(true),
+                "never" => Some(false),
+                _ => None,
+            },
+            ..Default::default()
+        },
     };
     let events_dir = args.data_dir.join("events");
     let events =

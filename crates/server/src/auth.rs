@@ -224,25 +224,58 @@ async fn live_keys(store: &dyn ConfigStore) -> Result<Vec<(String, ApiKey)>, Sto
         .collect())
 }
 
-/// The authenticated caller.
+/// The authenticated caller: an API key, or a person signed in to the
+/// web UI (a session cookie, `ui.rs`), who acts as an admin key with their
+/// role would.
 #[derive(Debug, Clone)]
-pub struct Principal(pub Arc<ApiKey>);
+pub struct Principal {
+    key: Arc<ApiKey>,
+    /// The signed-in user's email, when a session authenticated.
+    user: Option<Arc<str>>,
+}
 
 impl Principal {
     pub fn key(&self) -> &ApiKey {
-        &self.0
+        &self.key
     }
 
-    /// The name written to the audit log: `api_key:<id>:<name>`.
+    /// The principal of a signed-in user: an admin "key" with their id,
+    /// role and project.
+    pub fn of_user(user: &switchyard_store::User) -> Principal {
+        Principal {
+            key: Arc::new(ApiKey {
+                id: user.id.clone(),
+                name: user.email.clone(),
+                kind: ApiKeyKind::Admin(user.role),
+                project: user.project.clone(),
+                environment: None,
+                created_at: user.created_at,
+                revoked_at: None,
+                prefix: String::new(),
+            }),
+            user: Some(user.email.as_str().into()),
+        }
+    }
+
+    /// The signed-in user's email, if a session authenticated.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The name written to the audit log: `api_key:<id>:<name>`, or
+    /// `user:<email>` for a person.
     pub fn actor(&self) -> String {
-        format!("api_key:{}:{}", self.0.id, self.0.name)
+        match &self.user {
+            Some(email) => format!("user:{email}"),
+            None => format!("api_key:{}:{}", self.key.id, self.key.name),
+        }
     }
 
     /// An admin key with at least `role`, allowed on `project` (a key bound
     /// to a project may not act on others; `None` is an organisation-wide
     /// action and needs an unbound key).
     pub fn require_admin(&self, role: Role, project: Option<&str>) -> Result<(), ApiError> {
-        let ApiKeyKind::Admin(have) = self.0.kind else {
+        let ApiKeyKind::Admin(have) = self.key.kind else {
             return Err(ApiError::Forbidden(
                 "this route needs an admin API key; SDK keys may only evaluate and read configuration".into(),
             ));
@@ -254,7 +287,7 @@ impl Principal {
                 role_name(have)
             )));
         }
-        match (&self.0.project, project) {
+        match (&self.key.project, project) {
             (None, _) => Ok(()),
             (Some(bound), Some(p)) if bound == p => Ok(()),
             (Some(bound), _) => Err(ApiError::Forbidden(format!(
@@ -265,7 +298,7 @@ impl Principal {
 
     /// The environment an SDK key (server or client) is bound to.
     pub fn sdk_environment(&self, allow_client: bool) -> Result<(&str, &str), ApiError> {
-        match self.0.kind {
+        match self.key.kind {
             ApiKeyKind::Server => {}
             ApiKeyKind::Client if allow_client => {}
             ApiKeyKind::Client => {
@@ -279,7 +312,7 @@ impl Principal {
                 ));
             }
         }
-        match (&self.0.project, &self.0.environment) {
+        match (&self.key.project, &self.key.environment) {
             (Some(p), Some(e)) => Ok((p, e)),
             _ => Err(ApiError::Forbidden(
                 "this SDK key is not bound to an environment".into(),
@@ -322,7 +355,12 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Some(secret) = secret_of(parts).filter(|s| !s.is_empty()) else {
-            return Err(ApiError::Unauthorized);
+            // No key: a browser session may stand in (ui.rs), and for
+            // unsafe methods only with its CSRF token and a same-origin
+            // `Origin`.
+            let user = crate::ui::session_principal(parts, state).await?;
+            state.limiter.check(&user.key.id)?;
+            return Ok(user);
         };
         let key = state
             .auth
@@ -330,6 +368,6 @@ impl FromRequestParts<AppState> for Principal {
             .await?
             .ok_or(ApiError::Unauthorized)?;
         state.limiter.check(&key.id)?;
-        Ok(Principal(key))
+        Ok(Principal { key, user: None })
     }
 }

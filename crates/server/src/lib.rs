@@ -14,6 +14,9 @@
 //!   never touch the database.
 //! - `auth.rs`: API keys (`Authorization: Bearer`) verified from an
 //!   in-memory key ring, roles, SDK key scope.
+//! - `ui.rs`: people, not only keys: sign-in with email and password,
+//!   browser sessions (cookie), CSRF protection; a session authenticates
+//!   to the control API like an admin key with the user's role.
 //! - `fresh.rs`: after a control-API write, this node's snapshots are
 //!   refreshed before the answer (read-your-writes).
 //! - `error.rs`: [`ApiError`], the one mapping of errors to HTTP.
@@ -39,6 +42,7 @@ pub mod routes;
 pub mod simulate;
 pub mod snapshots;
 pub mod state;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -203,6 +203,7 @@ async fn serve_connection(
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<Stop>,
 ) {
+    let peer = stream.peer_addr().ok();
     let activity = Arc::new(Activity {
         reads: AtomicU64::new(0),
         heads: AtomicU64::new(0),
@@ -219,6 +220,7 @@ async fn serve_connection(
     });
     let service = ConnService {
         router,
+        peer,
         body_timeout: config.body_read_timeout,
         metrics,
     };
@@ -260,6 +262,8 @@ async fn serve_connection(
 #[derive(Debug, Clone)]
 struct ConnService {
     router: Router,
+    /// The client's address, for handlers (`ConnectInfo`).
+    peer: Option<std::net::SocketAddr>,
     body_timeout: Duration,
     metrics: Arc<Metrics>,
 }
@@ -273,8 +277,12 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
         use tower::Service as _;
         let body_timeout = self.body_timeout;
         let metrics = &self.metrics;
-        let req: Request<TimedBody> =
+        let mut req: Request<TimedBody> =
             req.map(|body| TimedBody::new(body, body_timeout, metrics.body_timeouts()));
+        if let Some(peer) = self.peer {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         self.router.clone().call(req)
     }
 }

@@ -22,6 +22,8 @@ pub struct ServerConfig {
     pub net: crate::net::NetConfig,
     /// Origins allowed to call the browser routes (`cors.rs`).
     pub cors: crate::cors::CorsOrigins,
+    /// Sign-in and browser sessions (`ui.rs`).
+    pub ui: crate::ui::UiConfig,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +34,7 @@ impl Default for ServerConfig {
             stream_keepalive: std::time::Duration::from_secs(15),
             net: crate::net::NetConfig::default(),
             cors: crate::cors::CorsOrigins::default(),
+            ui: crate::ui::UiConfig::default(),
         }
     }
 }
@@ -57,6 +60,8 @@ pub struct Shared {
     /// The live API keys (held by `snapshots` too, refreshed with them).
     pub auth: Arc<Auth>,
     pub limiter: Arc<KeyLimiter>,
+    /// Sign-in rate limits (`ui.rs`).
+    pub ui: Arc<crate::ui::UiState>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<ServerConfig>,
     /// Event ingestion (`/api/v1/events`); `None` until
@@ -85,6 +90,7 @@ impl AppState {
             auth: snapshots.auth.clone(),
             snapshots,
             limiter: Arc::new(KeyLimiter::new(config.rate_limit_per_key)),
+            ui: Arc::new(crate::ui::UiState::new(&config.ui)),
             metrics: Arc::new(Metrics::new()),
             config: Arc::new(config),
             shutdown: Arc::new(tokio::sync::watch::Sender::new(false)),

@@ -100,6 +100,12 @@ pub fn generate() -> Result<String> {
     crate::secret::random_base62(20)
 }
 
+/// A random token of 43 base62 characters (256 bits), e.g. for a CSRF
+/// cookie.
+pub fn random_token() -> Result<String> {
+    crate::secret::random_base62(43)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,6 +34,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(results::router())
         .merge(ofrep::router())
         .merge(sdk::router())
+        .merge(crate::ui::router(state))
         .fallback(ops::not_found)
         // Last: a known path with another method gets the JSON error too.
         .method_not_allowed_fallback(control::method_not_allowed)

@@ -1,0 +1,524 @@
+//! People, not only keys: sign-in to the web UI with an email and a
+//! password, and the browser session that follows.
+//!
+//! - `GET /ui/login`: a minimal HTML form (no external assets).
+//! - `POST /ui/login` (form: `email`, `password`, `csrf`): checks the
+//!   password (Argon2id, in the store), starts a session and sets the
+//!   session cookie: a random 256-bit id, of which the store keeps only
+//!   the SHA-256; `HttpOnly`, `SameSite=Lax`, `Path=/`, and `Secure` when
+//!   the request came over HTTPS (`X-Forwarded-Proto: https`) or
+//!   [`UiConfig::secure_cookies`] says so.
+//! - `POST /ui/logout`: ends the session.
+//! - `GET /ui/session`: who is signed in, and the session's CSRF token.
+//!
+//! Cross-site request forgery: every unsafe request (POST, PUT, PATCH,
+//! DELETE) under `/ui` and every cookie-authenticated unsafe request to
+//! `/api/v1` needs an `Origin` of this host (when the browser sends one)
+//! and the session's CSRF token (the `X-CSRF-Token` header, or a `csrf`
+//! form field under `/ui`); otherwise 403. The token is the SHA-256 of a
+//! fixed label and the session id: only a page that can read the session's
+//! own answers learns it. The sign-in form, before any session, is guarded
+//! by a double-submitted random cookie instead.
+//!
+//! Sign-in attempts are rate-limited per client IP (the TCP peer; a proxy's
+//! `X-Forwarded-For` is not trusted) and per email, each in a bounded map;
+//! an unknown email is checked against a dummy hash, so it fails as slowly
+//! as a wrong password. At most [`MAX_CONCURRENT_HASHES`] password checks
+//! run at once. Passwords are never logged nor echoed.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use switchyard_store::Session;
+
+use crate::auth::{Principal, role_name};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const SESSION_COOKIE: &str = "sy_session";
+const LOGIN_CSRF_COOKIE: &str = "sy_login_csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Password checks (about 19 MiB and tens of milliseconds each) at once.
+pub const MAX_CONCURRENT_HASHES: usize = 4;
+/// Largest body a `/ui` route reads.
+const UI_BODY_LIMIT: usize = 16 * 1024;
+/// Keys each sign-in limiter tracks before it forgets idle ones.
+const LIMITER_KEYS: usize = 50_000;
+
+/// Settings of sign-in and sessions.
+#[derive(Debug, Clone)]
+pub struct UiConfig {
+    /// How long a session lives after sign-in.
+    pub session_ttl: Duration,
+    /// `Some(true)`: cookies are always `Secure`; `Some(false)`: never;
+    /// `None`: when the request came over HTTPS (`X-Forwarded-Proto`).
+    pub secure_cookies: Option<bool>,
+    /// Sign-in attempts per minute per email (a burst of as many).
+    pub login_attempts_per_email: u32,
+    /// Sign-in attempts per minute per client IP (a burst of as many).
+    pub login_attempts_per_ip: u32,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            session_ttl: Duration::from_secs(12 * 3600),
+            secure_cookies: None,
+            login_attempts_per_email: 5,
+            login_attempts_per_ip: 20,
+        }
+    }
+}
+
+/// Sign-in rate limits and the bound on concurrent password checks.
+#[derive(Debug)]
+pub struct UiState {
+    per_email: AttemptLimiter,
+    per_ip: AttemptLimiter,
+    hashing: tokio::sync::Semaphore,
+}
+
+impl UiState {
+    pub fn new(config: &UiConfig) -> UiState {
+        UiState {
+            per_email: AttemptLimiter::new(config.login_attempts_per_email),
+            per_ip: AttemptLimiter::new(config.login_attempts_per_ip),
+            hashing: tokio::sync::Semaphore::new(MAX_CONCURRENT_HASHES),
+        }
+    }
+}
+
+/// A keyed GCRA limiter with a bounded number of keys: past
+/// [`LIMITER_KEYS`] it forgets keys whose budget is full again, and if
+/// that is not enough, starts afresh.
+#[derive(Debug)]
+struct AttemptLimiter {
+    quota: Option<Quota>,
+    limiter: Mutex<DefaultKeyedRateLimiter<String>>,
+}
+
+impl AttemptLimiter {
+    fn new(per_minute: u32) -> AttemptLimiter {
+        let quota = NonZeroU32::new(per_minute).map(|n| Quota::per_minute(n).allow_burst(n));
+        AttemptLimiter {
+            quota,
+            limiter: Mutex::new(RateLimiter::keyed(
+                quota.unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)),
+            )),
+        }
+    }
+
+    fn check(&self, key: &str) -> Result<(), ApiError> {
+        let Some(quota) = self.quota else {
+            return Ok(());
+        };
+        let mut limiter = self
+            .limiter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if limiter.len() >= LIMITER_KEYS {
+            limiter.retain_recent();
+            if limiter.len() >= LIMITER_KEYS {
+                *limiter = RateLimiter::keyed(quota);
+            }
+        }
+        limiter.check_key(&key.to_string()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::TooManyRequests {
+                retry_after_secs: wait.as_secs().max(1),
+            }
+        })
+    }
+}
+
+/// The `/ui` routes, with the CSRF guard on every unsafe method.
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/ui/login", get(login_form).post(login))
+        .route("/ui/logout", post(logout))
+        .route("/ui/session", get(session_info))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .layer(axum::extract::DefaultBodyLimit::max(UI_BODY_LIMIT))
+}
+
+/// The CSRF token of the session whose id is `token`.
+pub fn csrf_token(token: &str) -> String {
+    switchyard_store::hash_secret(&format!("switchyard-csrf:{token}"))
+}
+
+/// Equality that takes as long whatever the first difference.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The value of cookie `name`, if the request has it.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// Whether the request's `Origin`, when it has one, is this host.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    origin
+        .to_str()
+        .ok()
+        .and_then(|o| {
+            o.strip_prefix("https://")
+                .or_else(|| o.strip_prefix("http://"))
+        })
+        .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
+}
+
+fn is_unsafe(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn forbidden_csrf() -> ApiError {
+    ApiError::Forbidden(
+        "a signed-in change needs this session's CSRF token (X-CSRF-Token) and a same-origin request"
+            .into(),
+    )
+}
+
+/// The principal of a request that has no API key: its session cookie's
+/// user, if the session is live; for an unsafe method only with the
+/// session's CSRF token in `X-CSRF-Token` and a same-origin `Origin`.
+pub(crate) async fn session_principal(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<Principal, ApiError> {
+    let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+        return Err(ApiError::Unauthorized);
+    };
+    let Some(session) = state.store.session(token).await? else {
+        return Err(ApiError::Unauthorized);
+    };
+    if is_unsafe(&parts.method) {
+        let header = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !same_origin(&parts.headers) || !same(header, &csrf_token(token)) {
+            return Err(forbidden_csrf());
+        }
+    }
+    Ok(Principal::of_user(&session.user))
+}
+
+/// The session the guard verified, for the handler.
+#[derive(Debug, Clone)]
+struct Verified {
+    token: String,
+    session: Session,
+}
+
+#[derive(Deserialize)]
+struct CsrfField {
+    csrf: Option<String>,
+}
+
+/// Every unsafe request under `/ui`: a same-origin `Origin` and, but for
+/// the sign-in form (double-submit, in [`login`]), a live session and its
+/// CSRF token, in `X-CSRF-Token` or a `csrf` form field. Otherwise 403.
+async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !is_unsafe(req.method()) {
+        return next.run(req).await;
+    }
+    if !same_origin(req.headers()) {
+        return forbidden_csrf().into_response();
+    }
+    if req.uri().path() == "/ui/login" {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let Some(token) = cookie(&parts.headers, SESSION_COOKIE).map(str::to_string) else {
+        return forbidden_csrf().into_response();
+    };
+    let session = match state.store.session(&token).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return forbidden_csrf().into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let bytes = match axum::body::to_bytes(body, UI_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::PayloadTooLarge.into_response(),
+    };
+    let header = parts
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let field = header.or_else(|| {
+        serde_urlencoded::from_bytes::<CsrfField>(&bytes)
+            .ok()
+            .and_then(|f| f.csrf)
+    });
+    if !field.is_some_and(|f| same(&f, &csrf_token(&token))) {
+        return forbidden_csrf().into_response();
+    }
+    parts.extensions.insert(Verified { token, session });
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+fn secure(state: &AppState, headers: &HeaderMap) -> bool {
+    state.config.ui.secure_cookies.unwrap_or_else(|| {
+        headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+    })
+}
+
+fn set_cookie(name: &str, value: &str, max_age: u64, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Lax{secure}"
+    ))
+    .ok()
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · Switchyard</title></head>\n<body><main>\n<h1>{title}</h1>\n{body}</main></body></html>\n"
+    )
+}
+
+/// The sign-in page, with a fresh double-submit token (cookie and field).
+fn login_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    let csrf = match switchyard_store::password::random_token() {
+        Ok(t) => t,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let error = error
+        .map(|e| format!("<p role=\"alert\">{}</p>\n", escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        "{error}<form method=\"post\" action=\"/ui/login\">\n\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+         <p><label for=\"email\">Email</label><br>\
+         <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required></p>\n\
+         <p><label for=\"password\">Password</label><br>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required></p>\n\
+         <p><button type=\"submit\">Sign in</button></p>\n</form>\n"
+    );
+    let mut resp = (status, Html(page("Sign in", &body))).into_response();
+    if let Some(c) = set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600, secure(state, headers)) {
+        resp.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    login_page(&state, &headers, StatusCode::OK, None)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+impl std::fmt::Debug for LoginForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginForm")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn login(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    form: Result<axum::Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(axum::Form(form)) = form else {
+        return login_page(
+            &state,
+            &headers,
+            StatusCode::BAD_REQUEST,
+            Some("The form could not be read; fill it in again."),
+        );
+    };
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !same(expected, &form.csrf) {
+        return forbidden_csrf().into_response();
+    }
+    let ip = peer.map_or_else(
+        || "unknown".to_string(),
+        |axum::Extension(ConnectInfo(a))| a.ip().to_string(),
+    );
+    let email_key: String = form.email.trim().to_lowercase().chars().take(254).collect();
+    for limited in [
+        state.ui.per_ip.check(&ip),
+        state.ui.per_email.check(&email_key),
+    ] {
+        if let Err(e) = limited {
+            tracing::info!(%ip, "sign-in rate limited");
+            let mut resp = login_page(
+                &state,
+                &headers,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("Too many sign-in attempts; wait a minute and try again."),
+            );
+            if let ApiError::TooManyRequests { retry_after_secs } = e
+                && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
+            {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return resp;
+        }
+    }
+    let user = {
+        let Ok(_permit) = state.ui.hashing.acquire().await else {
+            return ApiError::Unavailable("shutting down".into()).into_response();
+        };
+        match state.store.check_login(&form.email, &form.password).await {
+            Ok(u) => u,
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    };
+    let Some(user) = user else {
+        tracing::info!(%ip, "sign-in failed");
+        return login_page(
+            &state,
+            &headers,
+            StatusCode::UNAUTHORIZED,
+            Some("The email or the password is wrong."),
+        );
+    };
+    let ttl = state.config.ui.session_ttl;
+    let created = match state
+        .store
+        .create_session(
+            &user.id,
+            time::Duration::try_from(ttl).unwrap_or(time::Duration::HOUR),
+        )
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    tracing::info!(user = %user.email, "signed in");
+    let body = format!(
+        "<p>Signed in as {}.</p>\n<form method=\"post\" action=\"/ui/logout\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <button type=\"submit\">Sign out</button></form>\n",
+        escape(&user.email),
+        csrf_token(&created.token)
+    );
+    let mut resp = (StatusCode::OK, Html(page("Signed in", &body))).into_response();
+    let secure = secure(&state, &headers);
+    let h = resp.headers_mut();
+    if let Some(c) = set_cookie(SESSION_COOKIE, &created.token, ttl.as_secs(), secure) {
+        h.append(header::SET_COOKIE, c);
+    }
+    if let Some(c) = set_cookie(LOGIN_CSRF_COOKIE, "", 0, secure) {
+        h.append(header::SET_COOKIE, c);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    verified: Option<axum::Extension<Verified>>,
+) -> Response {
+    let Some(axum::Extension(v)) = verified else {
+        return forbidden_csrf().into_response();
+    };
+    if let Err(e) = state.store.delete_session(&v.token).await {
+        return ApiError::from(e).into_response();
+    }
+    tracing::info!(user = %v.session.user.email, "signed out");
+    let mut resp = (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, HeaderValue::from_static("/ui/login"))],
+    )
+        .into_response();
+    if let Some(c) = set_cookie(SESSION_COOKIE, "", 0, secure(&state, &headers)) {
+        resp.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+/// Who is signed in: email, role, project, expiry and the CSRF token the
+/// pages send with every change.
+async fn session_info(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(token) = cookie(&headers, SESSION_COOKIE) else {
+        return ApiError::Unauthorized.into_response();
+    };
+    let session = match state.store.session(token).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return ApiError::Unauthorized.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let expires_at = session
+        .expires_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mut resp = Json(serde_json::json!({
+        "email": session.user.email,
+        "role": role_name(session.user.role),
+        "project": session.user.project,
+        "expires_at": expires_at,
+        "csrf_token": csrf_token(token),
+    }))
+    .into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
