@@ -317,3 +317,78 @@ fn events_export_prints_the_stored_events_of_one_environment_as_ndjson() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--from"));
 }
+
+#[test]
+fn user_add_creates_a_user_who_signs_in_with_the_printed_or_given_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("config.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = switchyard_store::open(&url).await.unwrap();
+        switchyard_store::bootstrap(store.as_ref(), false)
+            .await
+            .unwrap();
+    });
+    // A generated password, printed once on stdout.
+    let out = bin()
+        .args(["user", "add", "--admin", "Ann@Example.com", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(generated.len(), 20, "{generated}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&generated));
+
+    // A password from stdin: too short is refused, a good one is taken.
+    let add_bob = |password: &str| {
+        let mut child = bin()
+            .args(["user", "add", "--password-stdin", "--role", "editor"])
+            .args(["bob@example.com", "--data-dir"])
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = add_bob("short");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 10 characters"));
+    let out = add_bob("a good long password");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "a given password is not printed");
+    // The same email again: refused.
+    let out = add_bob("a good long password");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+
+    rt.block_on(async {
+        let store = switchyard_store::open(&url).await.unwrap();
+        let ann = store
+            .check_login("ann@example.com", &generated)
+            .await
+            .unwrap()
+            .expect("the printed password works");
+        assert_eq!(ann.role, switchyard_store::Role::Admin);
+        let bob = store
+            .check_login("bob@example.com", "a good long password")
+            .await
+            .unwrap()
+            .expect("the given password works");
+        assert_eq!(bob.role, switchyard_store::Role::Editor);
+    });
+}

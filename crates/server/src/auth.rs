@@ -281,8 +281,13 @@ impl Principal {
             ));
         };
         if have < role {
+            let who = if self.user.is_some() {
+                "you have"
+            } else {
+                "the key has"
+            };
             return Err(ApiError::Forbidden(format!(
-                "this action needs the {} role; the key has {}",
+                "this action needs the {} role; {who} {}",
                 role_name(role),
                 role_name(have)
             )));
@@ -291,7 +296,12 @@ impl Principal {
             (None, _) => Ok(()),
             (Some(bound), Some(p)) if bound == p => Ok(()),
             (Some(bound), _) => Err(ApiError::Forbidden(format!(
-                "this key is limited to project {bound:?}"
+                "{} limited to project {bound:?}",
+                if self.user.is_some() {
+                    "you are"
+                } else {
+                    "this key is"
+                }
             ))),
         }
     }
