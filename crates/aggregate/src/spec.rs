@@ -40,7 +40,12 @@ pub struct SpecMetric {
 }
 
 impl ExperimentSpec {
-    /// What must stay the same for accumulated state to remain valid.
+    /// What must stay the same for accumulated state to remain valid
+    /// (`self` is the state's spec, `o` the new one). Stopping (no stop
+    /// time, then one) keeps it: what was counted came before the stop,
+    /// which is when the store wrote it, so a stopped or shipped experiment
+    /// keeps its final results. Any other change of the time range, a new
+    /// phase or new variations start afresh.
     pub(crate) fn same_analysis(&self, o: &ExperimentSpec) -> bool {
         self.project == o.project
             && self.environment == o.environment
@@ -48,7 +53,7 @@ impl ExperimentSpec {
             && self.phase == o.phase
             && self.variations == o.variations
             && self.start_ms == o.start_ms
-            && self.stop_ms == o.stop_ms
+            && (self.stop_ms == o.stop_ms || self.stop_ms.is_none())
     }
 }
 
@@ -80,5 +85,48 @@ impl Default for Limits {
             ring_capacity: 1_000_000,
             max_buckets: 24 * 120,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ExperimentSpec {
+        ExperimentSpec {
+            project: "p".into(),
+            environment: "e".into(),
+            key: "x".into(),
+            flag: "f".into(),
+            phase: 0,
+            variations: vec!["a".into(), "b".into()],
+            start_ms: 1_000,
+            stop_ms: None,
+            metrics: Vec::new(),
+            breakdown: None,
+        }
+    }
+
+    #[test]
+    fn a_stop_keeps_the_analysis_and_a_new_phase_or_window_does_not() {
+        let running = spec();
+        let stopped = ExperimentSpec {
+            stop_ms: Some(5_000),
+            ..spec()
+        };
+        assert!(running.same_analysis(&stopped));
+        assert!(!stopped.same_analysis(&running));
+        let moved = ExperimentSpec {
+            stop_ms: Some(6_000),
+            ..spec()
+        };
+        assert!(!stopped.same_analysis(&moved));
+        let phase = ExperimentSpec {
+            phase: 1,
+            start_ms: 9_000,
+            ..spec()
+        };
+        assert!(!running.same_analysis(&phase));
+        assert!(!stopped.same_analysis(&phase));
     }
 }

@@ -108,6 +108,7 @@ pub(crate) struct CompiledExperiment {
     pub(crate) key: String,
     /// What the assignment bucket is salted with (the key unless set).
     pub(crate) salt: String,
+    pub(crate) phase: u32,
     pub(crate) status: ExperimentStatus,
     /// `[start, end)` bucket ranges with the variation index of the flag.
     pub(crate) arms: Vec<(u32, u32, usize)>,
@@ -449,6 +450,7 @@ fn compile_experiment(
     Ok(CompiledExperiment {
         key: e.key.clone(),
         salt: e.salt().to_string(),
+        phase: e.phase,
         status: e.status,
         arms,
         bucket_by: e.bucket_by.clone(),

@@ -86,6 +86,10 @@ pub struct Exposure<'a> {
     /// `context.unit(bucket_by)`.
     #[serde(skip)]
     pub bucket_by: &'a str,
+    /// The experiment's phase: a unit exposed again in a new phase is a
+    /// new exposure, however recent the last one.
+    #[serde(skip)]
+    pub phase: u32,
 }
 
 /// The result of evaluating one flag.
@@ -303,6 +307,7 @@ impl Evaluator {
                     experiment: &self.experiments[e].key,
                     variation: &f.variation_keys[variation],
                     bucket_by: &self.experiments[e].bucket_by,
+                    phase: self.experiments[e].phase,
                 }),
                 metadata: Some(&f.metadata),
             },

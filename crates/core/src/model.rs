@@ -338,6 +338,15 @@ pub struct Experiment {
     /// restarted with a fresh randomisation (see `docs/experiments.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salt: Option<String>,
+    /// The phase (0 for the first; a restart adds one). It changes no
+    /// assignment: it is reported with exposures, so that whoever
+    /// deduplicates them counts a unit again in a new phase.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub phase: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Experiment {

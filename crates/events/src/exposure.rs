@@ -1,5 +1,5 @@
 //! Exposure logging from server-side evaluation: deduplicated per
-//! (environment, unit, experiment, variation) within a time window, queued
+//! (environment, unit, experiment, phase, variation) within a time window, queued
 //! without blocking the caller, appended in batches by a background thread.
 
 use std::hash::{Hash, Hasher};
@@ -81,19 +81,22 @@ impl ExposureLogger {
         })
     }
 
-    /// Logs that `unit` was served `variation` of `experiment`. Never blocks
-    /// on I/O; see the module doc.
+    /// Logs that `unit` was served `variation` of `experiment` in its phase
+    /// `phase` (a new phase counts a unit again). Never blocks on I/O; see
+    /// the module doc.
+    #[allow(clippy::too_many_arguments)]
     pub fn log(
         &self,
         project: &str,
         environment: &str,
         unit: &str,
         experiment: &str,
+        phase: u32,
         variation: &str,
         at: SystemTime,
     ) {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (project, environment, unit, experiment, variation).hash(&mut h);
+        (project, environment, unit, experiment, phase, variation).hash(&mut h);
         let fresh = match self.seen.lock() {
             Ok(mut w) => w.insert(h.finish(), Instant::now()),
             Err(_) => true,

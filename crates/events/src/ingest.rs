@@ -310,17 +310,19 @@ impl Events {
 
     /// Logs an exposure from server-side evaluation (deduplicated within a
     /// window, appended asynchronously in batches; never blocks on I/O).
+    #[allow(clippy::too_many_arguments)]
     pub fn log_exposure(
         &self,
         project: &str,
         environment: &str,
         unit: &str,
         experiment: &str,
+        phase: u32,
         variation: &str,
         at: SystemTime,
     ) {
         self.exposures
-            .log(project, environment, unit, experiment, variation, at);
+            .log(project, environment, unit, experiment, phase, variation, at);
     }
 
     /// One page of dead letters; see [`Page`].

@@ -654,7 +654,7 @@ pub fn spec_of(e: &ExperimentDefinition, metrics: &[Metric]) -> Option<Experimen
         environment: e.environment.clone(),
         key: e.key.clone(),
         flag: e.flag.clone(),
-        phase: 0,
+        phase: e.phase,
         variations: e.variations.iter().map(|v| v.variation.clone()).collect(),
         start_ms: e.started_at.map_or(i64::MIN, ms),
         stop_ms: e.stopped_at.map(ms),
@@ -670,8 +670,7 @@ pub fn spec_of(e: &ExperimentDefinition, metrics: &[Metric]) -> Option<Experimen
                 })
             })
             .collect(),
-
-        breakdown: None,
+        breakdown: e.breakdown_by.clone(),
     })
 }
 

@@ -99,6 +99,7 @@ impl From<StoreError> for ApiError {
                 ApiError::Conflict(e.to_string())
             }
             StoreError::Invalid(m) => ApiError::Unprocessable(m),
+            StoreError::WrongState(m) => ApiError::Conflict(m),
             StoreError::InvalidField { field, message } => {
                 ApiError::UnprocessableField { field, message }
             }

@@ -43,6 +43,11 @@ fn rows() -> Vec<(Method, &'static str, Option<Value>, [u16; 7])> {
         "variations": [{"variation": "classic", "weight": 5000}, {"variation": "one-page", "weight": 5000}]});
     let exp_put = json!({"flag": "checkout-flow", "name": "X",
         "variations": [{"variation": "classic", "weight": 5000}, {"variation": "one-page", "weight": 5000}]});
+    // One call: a running experiment with its new flag.
+    let one_call = json!({"key": "y-{k}", "name": "Y", "start": true,
+        "flag": {"key": "fy-{k}", "name": "FY", "type": "string",
+            "variations": [{"key": "a", "value": "A"}, {"key": "b", "value": "B"}]},
+        "variations": [{"variation": "a", "weight": 5000}, {"variation": "b", "weight": 5000}]});
     use Method as M;
     vec![
         (M::GET, "/openapi.json", None, [200; 7]),
@@ -191,6 +196,36 @@ fn rows() -> Vec<(Method, &'static str, Option<Value>, [u16; 7])> {
             "/projects/demo/environments/production/experiments/checkout-test/replay",
             None,
             [401, 404, 404, 404, 403, 403, 403],
+        ),
+        (
+            M::POST,
+            "/projects/demo/environments/production/experiments/checkout-test/pause",
+            None,
+            W,
+        ),
+        (
+            M::POST,
+            "/projects/demo/environments/production/experiments/checkout-test/resume",
+            None,
+            W,
+        ),
+        (
+            M::POST,
+            "/projects/demo/environments/production/experiments/checkout-test/ship",
+            Some(json!({"variation": "classic"})),
+            W,
+        ),
+        (
+            M::POST,
+            "/projects/demo/environments/production/experiments/checkout-test/restart",
+            Some(json!({"reshuffle": true})),
+            W,
+        ),
+        (
+            M::POST,
+            "/projects/demo/environments/production/experiments",
+            Some(one_call),
+            C,
         ),
         (
             M::GET,
@@ -372,8 +407,9 @@ async fn run_matrix(backend: Backend) {
                 req = req.bearer_auth(secret);
             }
             if matches!(method, Method::PUT | Method::PATCH | Method::DELETE)
-                || path.ends_with("/start")
-                || path.ends_with("/stop")
+                || ["/start", "/stop", "/pause", "/resume", "/ship", "/restart"]
+                    .iter()
+                    .any(|step| path.ends_with(step))
             {
                 req = req.header("If-Match", STALE);
             }

@@ -710,7 +710,7 @@ async fn segments_and_holdouts_are_created_replaced_and_deleted_with_versions() 
 }
 
 #[tokio::test]
-async fn an_experiment_goes_from_draft_to_running_to_stopped_and_only_a_draft_is_edited() {
+async fn an_experiment_goes_from_draft_to_running_to_stopped_and_running_it_takes_only_a_ramp() {
     for backend in BACKENDS {
         let server = start(backend).await;
         let api = Api::new(&server);
@@ -767,17 +767,29 @@ async fn an_experiment_goes_from_draft_to_running_to_stopped_and_only_a_draft_is
             .await
             .unwrap();
         assert_eq!(error_of(r, StatusCode::CONFLICT).await["code"], "conflict");
-        let r = api
-            .send(Method::PUT, &path, Some(&tag), edited.clone())
-            .await;
-        assert_eq!(r.status(), 409, "a running experiment is not edited");
+        // A running experiment takes a ramp, not new weights.
+        let mut reweighted = edited.clone();
+        reweighted["variations"] =
+            json!([{"variation": "on", "weight": 3000}, {"variation": "off", "weight": 7000}]);
+        let r = api.send(Method::PUT, &path, Some(&tag), reweighted).await;
+        let err = error_of(r, StatusCode::CONFLICT).await;
+        assert!(
+            err["message"].as_str().unwrap().contains("restart"),
+            "{err}"
+        );
+        let mut ramped = edited.clone();
+        ramped["coverage"] = json!(8000);
+        let r = api.send(Method::PUT, &path, Some(&tag), ramped).await;
+        assert_eq!(r.status(), 200, "a running experiment ramps");
+        let v = v + 1;
+        let tag = format!("\"{v}\"");
 
         let stop = format!("{path}/stop");
         let r = api
             .send(Method::POST, &stop, Some(&tag), json!({"winner": "blue"}))
             .await;
         assert_eq!(
-            error_of(r, StatusCode::BAD_REQUEST).await["field"],
+            error_of(r, StatusCode::UNPROCESSABLE_ENTITY).await["field"],
             "winner"
         );
         let r = api

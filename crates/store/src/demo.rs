@@ -180,6 +180,7 @@ pub(crate) async fn create(store: &dyn ConfigStore) -> Result<()> {
             layer: None,
             holdouts: Vec::new(),
             metrics: vec!["purchase".into(), "revenue".into()],
+            breakdown_by: None,
         };
         let created = store.create_experiment(a, PROJECT, env, experiment).await?;
         store

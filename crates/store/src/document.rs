@@ -1,7 +1,7 @@
 //! Building one environment's [`ConfigDocument`] from stored definitions,
 //! and checking it with the evaluator's compiler. Pure: no I/O.
 
-use switchyard_core::model::{ConfigDocument, Experiment, Flag, Holdout, Segment};
+use switchyard_core::model::{ConfigDocument, Flag, Holdout, Segment};
 
 use crate::error::{Result, StoreError};
 use crate::types::{ExperimentDefinition, FlagDefinition, HoldoutDefinition, SegmentDefinition};
@@ -50,19 +50,7 @@ pub(crate) fn build(environment: &str, revision: u64, parts: Parts) -> ConfigDoc
     let experiments = parts
         .experiments
         .into_iter()
-        .map(|e| Experiment {
-            key: e.key,
-            flag: e.flag,
-            status: e.status,
-            variations: e.variations,
-            coverage: e.coverage,
-            bucket_by: e.bucket_by,
-            conditions: e.conditions,
-            layer: e.layer,
-            holdouts: e.holdouts,
-            winner: e.winner,
-            salt: None,
-        })
+        .map(|e| e.to_model())
         .collect();
     let holdouts = parts
         .holdouts

@@ -29,6 +29,11 @@ pub enum StoreError {
     /// is the compiler's).
     #[error("{0}")]
     Invalid(String),
+    /// The resource is not in a state that allows the change (an
+    /// experiment step from the wrong status, an edit that would move
+    /// units of a running experiment); the message says what would.
+    #[error("{0}")]
+    WrongState(String),
     /// One field of the input cannot be stored as it is (`field` is its
     /// path, e.g. `rules[0].name`).
     #[error("{message}")]

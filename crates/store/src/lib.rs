@@ -9,6 +9,8 @@
 //! - `error.rs`: [`StoreError`]; `Backend` messages are for logs only.
 //! - `document.rs`: builds one environment's `ConfigDocument` and checks it
 //!   with `switchyard_core::compile` (pure).
+//! - `lifecycle.rs`: the experiment lifecycle's rules (which step from
+//!   which status, which edits a running experiment takes); pure.
 //! - `secret.rs`: API key secrets (CSPRNG, base62) and their SHA-256.
 //! - `sql/`: [`SqlStore`], the one implementation on both databases through
 //!   sqlx's `Any` driver; migrations under `migrations/{sqlite,postgres}`.
@@ -25,6 +27,7 @@ mod bootstrap;
 mod demo;
 mod document;
 mod error;
+mod lifecycle;
 pub mod password;
 mod secret;
 mod sql;

@@ -201,7 +201,7 @@ pub trait ConfigStore: Send + Sync + std::fmt::Debug {
         key: &str,
         expected: Version,
     ) -> Result<ExperimentDefinition>;
-    /// Running to stopped, optionally shipping `winner` to everyone.
+    /// Running or paused to stopped, optionally shipping `winner` to everyone.
     async fn stop_experiment(
         &self,
         actor: &str,
@@ -210,6 +210,28 @@ pub trait ConfigStore: Send + Sync + std::fmt::Debug {
         key: &str,
         expected: Version,
         winner: Option<String>,
+    ) -> Result<ExperimentDefinition>;
+
+    /// Pause, resume, ship or restart as a new phase (see
+    /// `docs/experiments.md`); a step from the wrong status, or an edit a
+    /// running experiment cannot take, is [`crate::StoreError::WrongState`].
+    async fn experiment_step(
+        &self,
+        actor: &str,
+        project: &str,
+        environment: &str,
+        key: &str,
+        expected: Version,
+        step: ExperimentStep,
+    ) -> Result<ExperimentDefinition>;
+    /// Creates an experiment, and with it (when asked) its flag, and starts
+    /// it (when asked), in one transaction with an audit entry for each.
+    async fn create_experiment_with(
+        &self,
+        actor: &str,
+        project: &str,
+        environment: &str,
+        new: NewExperiment,
     ) -> Result<ExperimentDefinition>;
 
     // Holdouts (per environment)

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_core::metric::{MetricDefinition, MetricRole};
 use switchyard_core::model::{
-    BasisPoints, Condition, ExperimentStatus, FlagType, LayerRange, Prerequisite, Rule,
+    BasisPoints, Condition, Experiment, ExperimentStatus, FlagType, LayerRange, Prerequisite, Rule,
     SegmentRule, Serve, Variation, WeightedVariation, default_bucket_by,
 };
 use time::OffsetDateTime;
@@ -195,9 +195,11 @@ pub struct SegmentInput {
     pub rules: Vec<SegmentRule>,
 }
 
-/// An experiment in one environment. Its status only changes through
-/// `start_experiment` (draft to running) and `stop_experiment` (running to
-/// stopped); there is no way back.
+/// An experiment in one environment. Its status changes only through the
+/// lifecycle steps (`start_experiment`, `stop_experiment`,
+/// `experiment_step`; see `docs/experiments.md`): draft, running, paused,
+/// stopped (shipped when it has a winner), and back to running as a new
+/// phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentDefinition {
     pub project: String,
@@ -217,11 +219,43 @@ pub struct ExperimentDefinition {
     /// The metrics to analyse (keys of the project's metric definitions),
     /// each with its role.
     pub metrics: Vec<MetricRef>,
+    /// The exposure attribute results are broken down by, if any.
+    #[serde(default)]
+    pub breakdown_by: Option<String>,
+    /// 0 for the first phase; each `restart` adds one and starts a fresh
+    /// analysis window at `started_at`.
+    #[serde(default)]
+    pub phase: u32,
+    /// The assignment salt, set when a restart re-randomised
+    /// (`"{key}#{phase}"`); `None`: the experiment key.
+    #[serde(default)]
+    pub salt: Option<String>,
+    /// When the current phase started.
     #[serde(with = "time::serde::rfc3339::option")]
     pub started_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub stopped_at: Option<OffsetDateTime>,
     pub version: Version,
+}
+
+impl ExperimentDefinition {
+    /// The experiment as the configuration document holds it.
+    pub fn to_model(&self) -> Experiment {
+        Experiment {
+            key: self.key.clone(),
+            flag: self.flag.clone(),
+            status: self.status,
+            variations: self.variations.clone(),
+            coverage: self.coverage,
+            bucket_by: self.bucket_by.clone(),
+            conditions: self.conditions.clone(),
+            layer: self.layer.clone(),
+            holdouts: self.holdouts.clone(),
+            winner: self.winner.clone(),
+            salt: self.salt.clone(),
+            phase: self.phase,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -244,6 +278,50 @@ pub struct ExperimentInput {
     pub holdouts: Vec<String>,
     #[serde(default)]
     pub metrics: Vec<MetricRef>,
+    #[serde(default)]
+    pub breakdown_by: Option<String>,
+}
+
+/// A lifecycle step of a started experiment (see `docs/experiments.md`);
+/// `start` and `stop` have their own calls.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExperimentStep {
+    /// Running to paused: nobody is assigned, no exposure is logged.
+    Pause,
+    /// Paused to running, with every unit in the arm it had.
+    Resume,
+    /// Stops it (if it is not stopped yet) and serves `variation` to
+    /// everyone who reaches its rule.
+    Ship { variation: String },
+    /// A new phase: phase + 1, running, a fresh analysis window.
+    Restart(RestartInput),
+}
+
+/// What a new phase changes; `None` keeps the current setting.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RestartInput {
+    /// Re-randomise: the salt becomes `"{key}#{phase}"`.
+    pub reshuffle: bool,
+    pub variations: Option<Vec<WeightedVariation>>,
+    pub coverage: Option<BasisPoints>,
+    pub bucket_by: Option<String>,
+    pub conditions: Option<Vec<Condition>>,
+    /// `Some(None)` removes the layer.
+    pub layer: Option<Option<LayerRange>>,
+    pub holdouts: Option<Vec<String>>,
+}
+
+/// A flag created together with an experiment (see
+/// [`crate::ConfigStore::create_experiment_with`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewExperiment {
+    pub experiment: ExperimentInput,
+    /// Creates this flag too: on in the experiment's environment, its
+    /// fallthrough serving the experiment, its off variation the
+    /// experiment's first; off elsewhere.
+    pub flag: Option<FlagInput>,
+    /// Created running rather than as a draft.
+    pub start: bool,
 }
 
 fn full_coverage() -> BasisPoints {

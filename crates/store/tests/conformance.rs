@@ -18,6 +18,8 @@ mod cases_more;
 mod cases_users;
 #[path = "conformance/harness.rs"]
 mod harness;
+#[path = "conformance/lifecycle.rs"]
+mod lifecycle;
 
 macro_rules! conformance {
     ($($module:ident :: $case:ident),* $(,)?) => {
@@ -50,7 +52,9 @@ conformance! {
     cases::an_invalid_flag_is_rejected_with_the_compiler_message_and_nothing_is_written,
     cases::every_change_is_audited_with_who_what_before_and_after,
     cases::of_concurrent_updates_from_one_version_exactly_one_wins,
-    cases_more::an_experiment_goes_from_draft_to_running_to_stopped_and_never_back,
+    cases_more::an_experiment_goes_from_draft_to_running_to_stopped_and_never_back_to_draft,
+    lifecycle::an_experiment_pauses_resumes_ships_and_restarts_as_new_phases,
+    lifecycle::one_write_creates_a_flag_and_its_running_experiment_or_nothing,
     cases_more::api_keys_authenticate_until_revoked_and_their_secret_is_not_stored,
     cases_more::the_environment_document_holds_that_environments_configuration,
     cases_more::subscribers_hear_of_every_committed_write,

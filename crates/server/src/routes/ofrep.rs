@@ -312,7 +312,7 @@ async fn evaluate_flag(
 }
 
 /// Server-side evaluation of an experiment flag is an exposure: hand it to
-/// the event log, which deduplicates per (unit, experiment, variation) and
+/// the event log, which deduplicates per (unit, experiment, phase, variation) and
 /// appends in the background. Never blocks the request.
 fn log_exposure(state: &AppState, snapshot: &Snapshot, context: &Context, e: &Evaluation<'_>) {
     let (Some(exposure), Some(events)) = (e.exposure, state.events.as_ref()) else {
@@ -324,6 +324,7 @@ fn log_exposure(state: &AppState, snapshot: &Snapshot, context: &Context, e: &Ev
             &snapshot.environment,
             &unit,
             exposure.experiment,
+            exposure.phase,
             exposure.variation,
             std::time::SystemTime::now(),
         );

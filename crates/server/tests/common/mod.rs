@@ -42,6 +42,16 @@ pub async fn start(backend: Backend) -> TestServer {
 }
 
 pub async fn start_with(backend: Backend, config: ServerConfig) -> TestServer {
+    start_server(backend, config, false).await
+}
+
+/// A server that also runs the aggregation consumer (results API), with
+/// its state under `events_dir`.
+pub async fn start_with_aggregation(backend: Backend) -> TestServer {
+    start_server(backend, ServerConfig::default(), true).await
+}
+
+async fn start_server(backend: Backend, config: ServerConfig, aggregate: bool) -> TestServer {
     let (url, dir, pg) = match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -62,10 +72,19 @@ pub async fn start_with(backend: Backend, config: ServerConfig) -> TestServer {
     let events = switchyard_events::Events::open(events_dir.path(), Default::default())
         .await
         .expect("event log opens");
-    let state = AppState::new(store.clone(), config)
+    let mut state = AppState::new(store.clone(), config)
         .await
         .expect("state")
         .with_events(Arc::new(events));
+    if aggregate {
+        let mut cfg = switchyard_server::aggregation::AggregationConfig::new(
+            events_dir.path().join("aggregator"),
+        );
+        cfg.poll_interval = std::time::Duration::from_millis(5);
+        state = state.with_aggregation(
+            switchyard_server::aggregation::Aggregation::open(cfg).expect("aggregator opens"),
+        );
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -1,13 +1,17 @@
-//! Experiments, per project and environment: drafts that start and stop.
+//! Experiments, per project and environment, and their lifecycle: drafts
+//! that start, run, pause, resume, stop, ship and restart as new phases
+//! (the rules are in `crate::lifecycle`).
 
 use async_trait::async_trait;
 use sqlx::AnyConnection;
 use switchyard_core::model::ExperimentStatus;
 
-use super::resource::{Announce, Recorded, Resource, Scope};
+use super::documents::validate;
+use super::resource::{Announce, Recorded, Resource, Scope, insert_new};
 use super::rows::{self, enum_name};
 use super::{SqlStore, Write, fmt_time, now, to_json};
 use crate::error::{Result, StoreError};
+use crate::lifecycle;
 use crate::types::*;
 
 pub(crate) fn path(scope: Scope<'_>, key: &str) -> String {
@@ -84,6 +88,9 @@ impl Resource for ExperimentDefinition {
             holdouts: Vec::new(),
             winner: None,
             metrics: Vec::new(),
+            breakdown_by: None,
+            phase: 0,
+            salt: None,
             started_at: None,
             stopped_at: None,
             version: 1,
@@ -92,26 +99,10 @@ impl Resource for ExperimentDefinition {
         Ok(new)
     }
 
-    /// Only a draft can be edited.
+    /// Anything on a draft; on a running or paused experiment only what
+    /// moves no assigned unit (see `crate::lifecycle::apply_edit`).
     fn apply(&mut self, input: ExperimentInput) -> Result<()> {
-        if self.status != ExperimentStatus::Draft {
-            return Err(StoreError::Invalid(format!(
-                "experiment {:?} is {}: only a draft can be edited",
-                self.key,
-                enum_name(&self.status)?
-            )));
-        }
-        self.flag = input.flag;
-        self.name = input.name;
-        self.hypothesis = input.hypothesis;
-        self.variations = input.variations;
-        self.coverage = input.coverage;
-        self.bucket_by = input.bucket_by;
-        self.conditions = input.conditions;
-        self.layer = input.layer;
-        self.holdouts = input.holdouts;
-        self.metrics = input.metrics;
-        Ok(())
+        lifecycle::apply_edit(self, input)
     }
 
     async fn check_references(w: &mut Write<'_>, e: &ExperimentDefinition) -> Result<()> {
@@ -137,7 +128,8 @@ impl Resource for ExperimentDefinition {
             "UPDATE experiments SET flag = $1, name = $2, hypothesis = $3, status = $4, \
              variations = $5, coverage = $6, bucket_by = $7, conditions = $8, layer = $9, \
              holdouts = $10, winner = $11, metrics = $12, started_at = $13, stopped_at = $14, \
-             version = version + 1 WHERE project = $15 AND environment = $16 AND key = $17",
+             breakdown_by = $15, phase = $16, salt = $17, \
+             version = version + 1 WHERE project = $18 AND environment = $19 AND key = $20",
         )
         .bind(&e.flag)
         .bind(&e.name)
@@ -153,6 +145,9 @@ impl Resource for ExperimentDefinition {
         .bind(to_json(&e.metrics)?)
         .bind(e.started_at.map(fmt_time))
         .bind(e.stopped_at.map(fmt_time))
+        .bind(e.breakdown_by.as_deref())
+        .bind(i64::from(e.phase))
+        .bind(e.salt.as_deref())
         .bind(&e.project)
         .bind(&e.environment)
         .bind(&e.key)
@@ -179,9 +174,9 @@ impl SqlStore {
             expected,
             |e: &mut ExperimentDefinition| {
                 if e.status != ExperimentStatus::Draft {
-                    return Err(StoreError::Invalid(format!(
-                        "experiment {key:?} is {}: only a draft can start",
-                        enum_name(&e.status)?
+                    return Err(StoreError::WrongState(format!(
+                        "experiment {key:?} is {}; only a draft experiment can be started",
+                        e.status.as_str()
                     )));
                 }
                 e.status = ExperimentStatus::Running;
@@ -192,7 +187,7 @@ impl SqlStore {
         .await
     }
 
-    /// Running to stopped, optionally shipping `winner` to everyone.
+    /// Running or paused to stopped, optionally shipping `winner` to everyone.
     pub(crate) async fn stop_experiment_impl(
         &self,
         actor: &str,
@@ -208,18 +203,25 @@ impl SqlStore {
             key,
             expected,
             |e: &mut ExperimentDefinition| {
-                if e.status != ExperimentStatus::Running {
-                    return Err(StoreError::Invalid(format!(
-                        "experiment {key:?} is {}: only a running experiment can stop",
-                        enum_name(&e.status)?
+                if !matches!(
+                    e.status,
+                    ExperimentStatus::Running | ExperimentStatus::Paused
+                ) {
+                    return Err(StoreError::WrongState(format!(
+                        "experiment {key:?} is {}; only a running or paused experiment can be \
+                         stopped",
+                        e.status.as_str()
                     )));
                 }
                 if let Some(w) = &winner
                     && !e.variations.iter().any(|v| &v.variation == w)
                 {
-                    return Err(StoreError::Invalid(format!(
-                        "experiment {key:?}: winner {w:?} is not one of its variations"
-                    )));
+                    return Err(StoreError::InvalidField {
+                        field: "winner".into(),
+                        message: format!(
+                            "experiment {key:?}: winner {w:?} is not one of its variations"
+                        ),
+                    });
                 }
                 e.status = ExperimentStatus::Stopped;
                 e.winner = winner;
@@ -228,5 +230,100 @@ impl SqlStore {
             },
         )
         .await
+    }
+
+    /// Pause, resume, ship or restart (see `crate::lifecycle::apply_step`).
+    pub(crate) async fn experiment_step_impl(
+        &self,
+        actor: &str,
+        scope: Scope<'_>,
+        key: &str,
+        expected: Version,
+        step: ExperimentStep,
+    ) -> Result<ExperimentDefinition> {
+        let action = lifecycle::action(&step);
+        self.change(
+            actor,
+            action,
+            scope,
+            key,
+            expected,
+            |e: &mut ExperimentDefinition| lifecycle::apply_step(e, step, now()),
+        )
+        .await
+    }
+
+    /// One write: the flag (if asked), the experiment, started (if asked),
+    /// each with its audit entry; nothing when any part fails.
+    pub(crate) async fn create_experiment_with_impl(
+        &self,
+        actor: &str,
+        scope: Scope<'_>,
+        new: NewExperiment,
+    ) -> Result<ExperimentDefinition> {
+        let (project, environment) = scope.environment()?;
+        let NewExperiment {
+            experiment,
+            flag,
+            start,
+        } = new;
+        let key = experiment.key.clone();
+        let mut w = self.write().await?;
+        scope.require(w.conn()).await?;
+        let with_flag = flag.is_some();
+        if let Some(mut flag) = flag {
+            if flag.key != experiment.flag {
+                return Err(StoreError::InvalidField {
+                    field: "flag.key".into(),
+                    message: format!(
+                        "the new flag's key {:?} differs from the experiment's flag {:?}",
+                        flag.key, experiment.flag
+                    ),
+                });
+            }
+            let control = experiment
+                .variations
+                .first()
+                .map(|v| v.variation.clone())
+                .unwrap_or_default();
+            flag.environments.insert(
+                environment.to_string(),
+                FlagEnvironment {
+                    enabled: true,
+                    off_variation: control,
+                    prerequisites: Vec::new(),
+                    rules: Vec::new(),
+                    fallthrough: switchyard_core::model::Serve::Experiment(key.clone()),
+                },
+            );
+            let created: FlagDefinition =
+                insert_new(&mut w, Scope::Project(project), flag, |_| {}).await?;
+            w.audit(
+                actor,
+                "create",
+                "flag",
+                Some(project),
+                &created.key,
+                None::<&()>,
+                Some(&created),
+            )
+            .await?;
+            // The flag is in every environment's document: all of them
+            // change, and are checked once the experiment exists.
+            w.touch(project, None).await?;
+        }
+        let created: ExperimentDefinition =
+            insert_new(&mut w, scope, experiment, |e: &mut ExperimentDefinition| {
+                if start {
+                    e.status = ExperimentStatus::Running;
+                    e.started_at = Some(now());
+                }
+            })
+            .await?;
+        if with_flag {
+            validate(w.conn(), project, None).await?;
+        }
+        w.finish(actor, "create", None, Some(&created)).await?;
+        Ok(created)
     }
 }

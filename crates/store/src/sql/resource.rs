@@ -216,6 +216,32 @@ async fn existing<R: Resource>(conn: &mut AnyConnection, scope: Scope<'_>, key: 
         .ok_or_else(|| StoreError::not_found(R::KIND, R::path(scope, key)))
 }
 
+/// Inserts a new resource built from `input` (then changed by `prepare`)
+/// inside `w`, whose scope the caller checked, and reads it back;
+/// `AlreadyExists` when the key is taken. The caller records it (`finish`,
+/// or `audit` when one write creates several).
+pub(crate) async fn insert_new<R: Resource>(
+    w: &mut Write<'_>,
+    scope: Scope<'_>,
+    input: R::Input,
+    prepare: impl FnOnce(&mut R) + Send,
+) -> Result<R> {
+    let key = R::input_key(&input).to_string();
+    check_key(R::KIND, &key)?;
+    if find::<R>(w.conn(), scope, &key).await?.is_some() {
+        return Err(StoreError::AlreadyExists {
+            kind: R::KIND,
+            key: R::path(scope, &key),
+        });
+    }
+    let mut new = R::build(w, scope, input).await?;
+    prepare(&mut new);
+    check_text(&new)?;
+    R::check_references(w, &new).await?;
+    R::insert(w, &new).await?;
+    existing(w.conn(), scope, &key).await
+}
+
 impl SqlStore {
     /// Every resource of `scope`; `NotFound` when the scope does not exist.
     pub(crate) async fn list<R: Resource>(&self, scope: Scope<'_>) -> Result<Vec<R>> {
@@ -234,21 +260,10 @@ impl SqlStore {
         scope: Scope<'_>,
         input: R::Input,
     ) -> Result<R> {
-        let key = R::input_key(&input).to_string();
-        check_key(R::KIND, &key)?;
+        check_key(R::KIND, R::input_key(&input))?;
         let mut w = self.write().await?;
         scope.require(w.conn()).await?;
-        if find::<R>(w.conn(), scope, &key).await?.is_some() {
-            return Err(StoreError::AlreadyExists {
-                kind: R::KIND,
-                key: R::path(scope, &key),
-            });
-        }
-        let new = R::build(&mut w, scope, input).await?;
-        check_text(&new)?;
-        R::check_references(&mut w, &new).await?;
-        R::insert(&mut w, &new).await?;
-        let after: R = existing(w.conn(), scope, &key).await?;
+        let after: R = insert_new(&mut w, scope, input, |_| {}).await?;
         w.finish(actor, "create", None, Some(&after)).await?;
         Ok(after)
     }

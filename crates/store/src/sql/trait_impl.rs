@@ -225,6 +225,27 @@ impl ConfigStore for SqlStore {
             .await
     }
 
+    async fn experiment_step(
+        &self,
+        a: &str,
+        p: &str,
+        e: &str,
+        key: &str,
+        v: Version,
+        step: ExperimentStep,
+    ) -> Result<ExperimentDefinition> {
+        self.experiment_step_impl(a, Env(p, e), key, v, step).await
+    }
+    async fn create_experiment_with(
+        &self,
+        a: &str,
+        p: &str,
+        e: &str,
+        new: NewExperiment,
+    ) -> Result<ExperimentDefinition> {
+        self.create_experiment_with_impl(a, Env(p, e), new).await
+    }
+
     async fn list_holdouts(&self, p: &str, e: &str) -> Result<Vec<HoldoutDefinition>> {
         self.list(Env(p, e)).await
     }

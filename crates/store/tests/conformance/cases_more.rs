@@ -27,7 +27,9 @@ async fn metric(store: &dyn ConfigStore, key: &str) -> Metric {
     store.create_metric(ACTOR, "p", definition).await.unwrap()
 }
 
-pub async fn an_experiment_goes_from_draft_to_running_to_stopped_and_never_back(t: Target) {
+pub async fn an_experiment_goes_from_draft_to_running_to_stopped_and_never_back_to_draft(
+    t: Target,
+) {
     let store = &*t.store;
     project(store).await;
     metric(store, "purchase").await;
@@ -60,7 +62,7 @@ pub async fn an_experiment_goes_from_draft_to_running_to_stopped_and_never_back(
         store
             .stop_experiment(ACTOR, "p", "production", "e", 2, None)
             .await,
-        Err(StoreError::Invalid(_))
+        Err(StoreError::WrongState(_))
     ));
     let running = store
         .start_experiment(ACTOR, "p", "production", "e", 2)
@@ -75,22 +77,35 @@ pub async fn an_experiment_goes_from_draft_to_running_to_stopped_and_never_back(
         store
             .start_experiment(ACTOR, "p", "production", "e", 3)
             .await,
-        Err(StoreError::Invalid(_))
+        Err(StoreError::WrongState(_))
     ));
+    // A running experiment takes a ramp, not new weights.
+    let mut reweighted = edit.clone();
+    reweighted.variations[0].weight = 4000;
+    reweighted.variations[1].weight = 6000;
     assert!(matches!(
         store
-            .update_experiment(ACTOR, "p", "production", "e", 3, edit)
+            .update_experiment(ACTOR, "p", "production", "e", 3, reweighted)
             .await,
-        Err(StoreError::Invalid(_))
+        Err(StoreError::WrongState(m)) if m.contains("variations") && m.contains("restart")
     ));
+    edit.coverage = 8000;
+    let ramped = store
+        .update_experiment(ACTOR, "p", "production", "e", 3, edit.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        (ramped.coverage, ramped.status, ramped.version),
+        (8000, ExperimentStatus::Running, 4)
+    );
     assert!(matches!(
         store
-            .stop_experiment(ACTOR, "p", "production", "e", 3, Some("nope".into()))
+            .stop_experiment(ACTOR, "p", "production", "e", 4, Some("nope".into()))
             .await,
-        Err(StoreError::Invalid(_))
+        Err(StoreError::InvalidField { field, .. }) if field == "winner"
     ));
     let stopped = store
-        .stop_experiment(ACTOR, "p", "production", "e", 3, Some("on".into()))
+        .stop_experiment(ACTOR, "p", "production", "e", 4, Some("on".into()))
         .await
         .unwrap();
     assert_eq!(
@@ -104,9 +119,15 @@ pub async fn an_experiment_goes_from_draft_to_running_to_stopped_and_never_back(
     );
     assert!(matches!(
         store
-            .start_experiment(ACTOR, "p", "production", "e", 4)
+            .start_experiment(ACTOR, "p", "production", "e", 5)
             .await,
-        Err(StoreError::Invalid(_))
+        Err(StoreError::WrongState(_))
+    ));
+    assert!(matches!(
+        store
+            .update_experiment(ACTOR, "p", "production", "e", 5, edit)
+            .await,
+        Err(StoreError::WrongState(_))
     ));
     let actions: Vec<_> = store
         .list_audit(AuditFilter {
@@ -118,9 +139,9 @@ pub async fn an_experiment_goes_from_draft_to_running_to_stopped_and_never_back(
         .into_iter()
         .map(|e| e.action)
         .collect();
-    assert_eq!(actions, ["stop", "start", "update", "create"]);
+    assert_eq!(actions, ["stop", "update", "start", "update", "create"]);
     store
-        .delete_experiment(ACTOR, "p", "production", "e", 4)
+        .delete_experiment(ACTOR, "p", "production", "e", 5)
         .await
         .unwrap();
     assert!(matches!(

@@ -133,6 +133,35 @@ impl ApiResource for Flags {
     );
 }
 
+/// A flag body's input, for a flag created along with something else (an
+/// experiment's one-call create); errors name the field under `prefix`.
+pub(super) fn flag_input(b: FlagBody, key: String, prefix: &str) -> ApiResult<FlagInput> {
+    Flags::into_input(b, key).map_err(|e| match e {
+        ApiError::BadRequest {
+            code,
+            message,
+            field,
+        } => ApiError::BadRequest {
+            code,
+            message,
+            field: Some(match field {
+                Some(f) => format!("{prefix}.{f}"),
+                None => prefix.to_string(),
+            }),
+        },
+        other => other,
+    })
+}
+
+impl FlagBody {
+    pub(super) fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+    pub(super) fn names_environment(&self, env: &str) -> bool {
+        self.environments.contains_key(env)
+    }
+}
+
 /// The kill switch: only `enabled`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
