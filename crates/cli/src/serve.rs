@@ -209,16 +209,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         println!();
     }
-    if store
-        .list_users()
-        .await
-        .context("cannot read the web UI users")?
-        .is_empty()
-    {
-        println!(
-            "  No web UI user yet. Create the first admin with:  switchyard user add --admin EMAIL"
-        );
-    }
     let net = NetConfig {
         header_read_timeout: args.header_read_timeout,
         body_read_timeout: args.body_read_timeout,
@@ -271,6 +261,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr().unwrap_or(args.listen);
     tracing::info!(%address, "listening");
+    if let Some(token) = switchyard_server::ui::setup_link(&state)
+        .await
+        .context("cannot read the web UI users")?
+    {
+        // Printed on the terminal only; valid once, for an hour, on this node.
+        println!();
+        println!("  No web UI user yet. Set the first administrator's email and password at");
+        println!("      http://{address}/ui/setup?token={token}");
+        println!("  (single use, valid for 1 hour), or run:  switchyard user add --admin EMAIL");
+        println!();
+    }
     let ops = match args.ops_listen {
         Some(addr) => {
             let ops = tokio::net::TcpListener::bind(addr)

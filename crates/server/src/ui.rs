@@ -10,6 +10,9 @@
 //!   [`UiConfig::secure_cookies`] says so.
 //! - `POST /ui/logout`: ends the session.
 //! - `GET /ui/session`: who is signed in, and the session's CSRF token.
+//! - `GET`/`POST /ui/setup?token=...`: while no user exists, the one-time
+//!   link `serve` prints sets the first admin's email and password
+//!   ([`setup_link`]).
 //!
 //! Cross-site request forgery: every unsafe request (POST, PUT, PATCH,
 //! DELETE) under `/ui` and every cookie-authenticated unsafe request to
@@ -89,6 +92,42 @@ pub struct UiState {
     per_email: AttemptLimiter,
     per_ip: AttemptLimiter,
     hashing: tokio::sync::Semaphore,
+    /// The one-time setup link's token (its SHA-256) and expiry.
+    setup: Mutex<Option<(String, std::time::Instant)>>,
+}
+
+/// How long a setup link printed at start stays valid.
+pub const SETUP_LINK_TTL: Duration = Duration::from_secs(3600);
+
+/// While no user exists: a new single-use setup token (valid for
+/// [`SETUP_LINK_TTL`], held hashed in this node's memory, replacing any
+/// earlier one) for `GET /ui/setup?token=...`, where someone sets the
+/// first admin's email and password. `None` once a user exists.
+pub async fn setup_link(state: &AppState) -> Result<Option<String>, switchyard_store::StoreError> {
+    if !state.store.list_users().await?.is_empty() {
+        return Ok(None);
+    }
+    let token = switchyard_store::password::random_token()?;
+    let hash = switchyard_store::hash_secret(&token);
+    *state
+        .ui
+        .setup
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+        Some((hash, std::time::Instant::now() + SETUP_LINK_TTL));
+    Ok(Some(token))
+}
+
+/// Whether `token` is the live setup token.
+fn setup_token_ok(state: &AppState, token: &str) -> bool {
+    let setup = state
+        .ui
+        .setup
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    setup.as_ref().is_some_and(|(hash, until)| {
+        std::time::Instant::now() < *until && same(hash, &switchyard_store::hash_secret(token))
+    })
 }
 
 impl UiState {
@@ -97,6 +136,7 @@ impl UiState {
             per_email: AttemptLimiter::new(config.login_attempts_per_email),
             per_ip: AttemptLimiter::new(config.login_attempts_per_ip),
             hashing: tokio::sync::Semaphore::new(MAX_CONCURRENT_HASHES),
+            setup: Mutex::new(None),
         }
     }
 }
@@ -150,6 +190,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/ui/login", get(login_form).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/session", get(session_info))
+        .route("/ui/setup", get(setup_form).post(setup))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::extract::DefaultBodyLimit::max(UI_BODY_LIMIT))
 }
@@ -248,7 +289,8 @@ struct CsrfField {
 }
 
 /// Every unsafe request under `/ui`: a same-origin `Origin` and, but for
-/// the sign-in form (double-submit, in [`login`]), a live session and its
+/// the sign-in form (double-submit, in [`login`]) and the setup form (its
+/// single-use token, in [`setup`]), a live session and its
 /// CSRF token, in `X-CSRF-Token` or a `csrf` form field. Otherwise 403.
 async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if !is_unsafe(req.method()) {
@@ -257,7 +299,9 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
     if !same_origin(req.headers()) {
         return forbidden_csrf().into_response();
     }
-    if req.uri().path() == "/ui/login" {
+    // The sign-in form has its double-submit cookie, the setup form its
+    // single-use token: neither has a session yet.
+    if matches!(req.uri().path(), "/ui/login" | "/ui/setup") {
         return next.run(req).await;
     }
     let (mut parts, body) = req.into_parts();
@@ -521,4 +565,148 @@ async fn session_info(State(state): State<AppState>, headers: HeaderMap) -> Resp
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+fn setup_page(token: &str, status: StatusCode, error: Option<&str>) -> Response {
+    let error = error
+        .map(|e| format!("<p role=\"alert\">{}</p>\n", escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        "{error}<p>Choose the email and password of the first administrator.</p>\n\
+         <form method=\"post\" action=\"/ui/setup\">\n\
+         <input type=\"hidden\" name=\"token\" value=\"{}\">\n\
+         <p><label for=\"email\">Email</label><br>\
+         <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required></p>\n\
+         <p><label for=\"password\">Password (at least {} characters)</label><br>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" required></p>\n\
+         <p><button type=\"submit\">Create administrator</button></p>\n</form>\n",
+        escape(token),
+        switchyard_store::password::MIN_PASSWORD_CHARS
+    );
+    let mut resp = (status, Html(page("Set up Switchyard", &body))).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn setup_gone() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Html(page(
+            "Setup link not valid",
+            "<p>This setup link is used, expired, or not this server's. \
+             Create users with <code>switchyard user add</code>.</p>\n",
+        )),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct SetupQuery {
+    #[serde(default)]
+    token: String,
+}
+
+async fn setup_form(
+    State(state): State<AppState>,
+    query: Result<axum::extract::Query<SetupQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    match query {
+        Ok(axum::extract::Query(q)) if setup_token_ok(&state, &q.token) => {
+            setup_page(&q.token, StatusCode::OK, None)
+        }
+        _ => setup_gone(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SetupForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Creates the first admin, once: the token is spent on success, and
+/// refused once any user exists.
+async fn setup(
+    State(state): State<AppState>,
+    form: Result<axum::Form<SetupForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(axum::Form(form)) = form else {
+        return setup_gone();
+    };
+    // Taken now, so two concurrent posts cannot both use it; put back if
+    // the input is refused.
+    let taken = {
+        let mut setup = state
+            .ui
+            .setup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match setup.as_ref() {
+            Some((hash, until))
+                if std::time::Instant::now() < *until
+                    && same(hash, &switchyard_store::hash_secret(&form.token)) =>
+            {
+                setup.take()
+            }
+            _ => None,
+        }
+    };
+    let Some(taken) = taken else {
+        return setup_gone();
+    };
+    let restore = |state: &AppState| {
+        *state
+            .ui
+            .setup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(taken.clone());
+    };
+    match state.store.list_users().await {
+        Ok(users) if users.is_empty() => {}
+        Ok(_) => return setup_gone(),
+        Err(e) => {
+            restore(&state);
+            return ApiError::from(e).into_response();
+        }
+    }
+    let created = {
+        let Ok(_permit) = state.ui.hashing.acquire().await else {
+            return ApiError::Unavailable("shutting down".into()).into_response();
+        };
+        state
+            .store
+            .create_user(
+                "system:setup",
+                switchyard_store::UserInput {
+                    email: form.email,
+                    password: form.password,
+                    role: switchyard_store::Role::Admin,
+                    project: None,
+                },
+            )
+            .await
+    };
+    match created {
+        Ok(user) => {
+            tracing::info!(user = %user.email, "first administrator created through the setup link");
+            (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, HeaderValue::from_static("/ui/login"))],
+            )
+                .into_response()
+        }
+        Err(switchyard_store::StoreError::InvalidField { message, .. }) => {
+            restore(&state);
+            setup_page(&form.token, StatusCode::BAD_REQUEST, Some(&message))
+        }
+        Err(e) => {
+            restore(&state);
+            ApiError::from(e).into_response()
+        }
+    }
 }

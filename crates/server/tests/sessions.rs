@@ -498,3 +498,58 @@ async fn the_password_never_appears_in_logs_or_responses() {
         assert!(!text.contains("$argon2id$"), "{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_time_setup_link_creates_the_first_admin_once() {
+    let server = start(Backend::Sqlite).await;
+    let token = switchyard_server::ui::setup_link(&server.state)
+        .await
+        .unwrap()
+        .expect("no user yet: a link");
+    let mut b = Browser::new(&server);
+    let setup = format!("{}/ui/setup", b.url);
+    // A wrong token: nothing to see, nothing created.
+    let (status, _, _) = b.send(b.client.get(format!("{setup}?token=nope"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, html) = b.send(b.client.get(format!("{setup}?token={token}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<label for=\"password\">"));
+    let client = b.client.clone();
+    let post = |email: &str, password: &str, token: &str| {
+        client
+            .post(&setup)
+            .form(&[("email", email), ("password", password), ("token", token)])
+    };
+    let (status, _, _) = b.send(post("ann@example.com", PASSWORD, "nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // From another site: refused.
+    let req = post("ann@example.com", PASSWORD, &token).header("origin", "https://evil.example");
+    let (status, _, _) = b.send(req).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A short password is refused, naming the rule, and the link still works.
+    let (status, _, html) = b.send(post("ann@example.com", "short", &token)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("at least 10 characters"), "{html}");
+    assert!(server.store.list_users().await.unwrap().is_empty());
+
+    let (status, headers, _) = b.send(post("ann@example.com", PASSWORD, &token)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers["location"], "/ui/login");
+    let users = server.store.list_users().await.unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].role, Role::Admin);
+    assert_eq!(users[0].project, None);
+    // Spent: a second use creates nobody, and no new link is made.
+    let (status, _, _) = b.send(post("eve@example.com", PASSWORD, &token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(server.store.list_users().await.unwrap().len(), 1);
+    assert!(
+        switchyard_server::ui::setup_link(&server.state)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The new admin signs in.
+    assert_eq!(b.login("ann@example.com", PASSWORD).await.0, StatusCode::OK);
+    server.stop().await;
+}
