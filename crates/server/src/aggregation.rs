@@ -43,6 +43,8 @@ pub struct AggregationConfig {
     /// while one batch is applied).
     pub read_bytes: usize,
     pub limits: Limits,
+    /// How often the guardrail monitor checks running experiments.
+    pub guardrail_interval: Duration,
 }
 
 impl AggregationConfig {
@@ -54,6 +56,7 @@ impl AggregationConfig {
             poll_interval: Duration::from_millis(20),
             read_bytes: 256 << 10,
             limits: Limits::default(),
+            guardrail_interval: Duration::from_secs(15),
         }
     }
 
@@ -176,6 +179,11 @@ impl Aggregation {
             replays: Mutex::new(HashMap::new()),
             replaced: AtomicBool::new(false),
         }))
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &AggregationConfig {
+        &self.config
     }
 
     fn lock(&self) -> MutexGuard<'_, Aggregator> {

@@ -35,6 +35,7 @@ pub mod cors;
 pub mod error;
 pub mod extract;
 mod fresh;
+pub mod guardrails;
 pub mod limiter;
 pub mod metrics;
 pub mod net;
@@ -130,6 +131,14 @@ pub async fn run_with_ops(
         ))),
         _ => None,
     };
+    let guardrails = state.aggregation.as_ref().map(|a| {
+        tokio::spawn(guardrails::run(
+            state.store.clone(),
+            a.clone(),
+            a.config().guardrail_interval,
+            state.shutdown.subscribe(),
+        ))
+    });
     let config = Arc::new(state.config.net.clone());
     let (stop, stopped) = tokio::sync::watch::channel(Stop::Running);
     let mut loops = vec![tokio::spawn(net::serve(
@@ -179,6 +188,9 @@ pub async fn run_with_ops(
     }
     if let Some(a) = aggregator {
         let _ = a.await;
+    }
+    if let Some(g) = guardrails {
+        let _ = g.await;
     }
     Ok(())
 }

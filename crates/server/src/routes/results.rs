@@ -223,6 +223,12 @@ async fn results(
     body["project"] = project.into();
     body["environment"] = env.into();
     body["status"] = serde_json::to_value(experiment.status).unwrap_or_default();
+    // What the guardrail monitor found (crates/server/src/guardrails.rs).
+    let alerts = state
+        .store
+        .list_experiment_alerts(&project, &env, &key)
+        .await?;
+    body["alerts"] = serde_json::to_value(&alerts).unwrap_or_default();
     if let Some(events) = &state.events {
         // How far the stream goes now: `offset` below it means the results
         // are behind by the events in between.

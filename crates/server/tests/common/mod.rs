@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use switchyard_server::aggregation::{Aggregation, AggregationConfig};
 use switchyard_server::{AppState, ServerConfig};
 use switchyard_store::ConfigStore;
 use tokio::sync::oneshot;
@@ -42,16 +43,30 @@ pub async fn start(backend: Backend) -> TestServer {
 }
 
 pub async fn start_with(backend: Backend, config: ServerConfig) -> TestServer {
-    start_server(backend, config, false).await
+    start_full(backend, config, None::<fn(&mut AggregationConfig)>).await
 }
 
 /// A server that also runs the aggregation consumer (results API), with
 /// its state under `events_dir`.
 pub async fn start_with_aggregation(backend: Backend) -> TestServer {
-    start_server(backend, ServerConfig::default(), true).await
+    start_aggregating(backend, |_| {}).await
 }
 
-async fn start_server(backend: Backend, config: ServerConfig, aggregate: bool) -> TestServer {
+/// A server that also runs the aggregation consumer (and so the guardrail
+/// monitor), with its settings tuned by `tune` (checkpoints in a temporary
+/// directory beside the event log).
+pub async fn start_aggregating(
+    backend: Backend,
+    tune: impl FnOnce(&mut AggregationConfig),
+) -> TestServer {
+    start_full(backend, ServerConfig::default(), Some(tune)).await
+}
+
+async fn start_full(
+    backend: Backend,
+    config: ServerConfig,
+    aggregation: Option<impl FnOnce(&mut AggregationConfig)>,
+) -> TestServer {
     let (url, dir, pg) = match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -72,19 +87,19 @@ async fn start_server(backend: Backend, config: ServerConfig, aggregate: bool) -
     let events = switchyard_events::Events::open(events_dir.path(), Default::default())
         .await
         .expect("event log opens");
-    let mut state = AppState::new(store.clone(), config)
+    let state = AppState::new(store.clone(), config)
         .await
         .expect("state")
         .with_events(Arc::new(events));
-    if aggregate {
-        let mut cfg = switchyard_server::aggregation::AggregationConfig::new(
-            events_dir.path().join("aggregator"),
-        );
-        cfg.poll_interval = std::time::Duration::from_millis(5);
-        state = state.with_aggregation(
-            switchyard_server::aggregation::Aggregation::open(cfg).expect("aggregator opens"),
-        );
-    }
+    let state = match aggregation {
+        None => state,
+        Some(tune) => {
+            let mut cfg = AggregationConfig::new(events_dir.path().join("aggregator"));
+            cfg.poll_interval = std::time::Duration::from_millis(5);
+            tune(&mut cfg);
+            state.with_aggregation(Aggregation::open(cfg).expect("aggregator opens"))
+        }
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
