@@ -7,9 +7,12 @@
 //!   better, above it when lower is better). A confidence sequence may be
 //!   looked at after every event without inflating the error rate, which
 //!   is what a monitor that checks continuously needs;
-//! - the sample ratio mismatch check fails (its p-value is below the
-//!   threshold given), which means the assignment or the exposure logging
-//!   is broken and no metric can be trusted.
+//! - the sample ratio mismatch check fails, which means the assignment or
+//!   the exposure logging is broken and no metric can be trusted. The
+//!   monitor looks at every pass, so this is the always-valid sequential
+//!   test ([`switchyard_stats::sequential_srm`]) at level
+//!   [`SRM_ALERT_THRESHOLD`], not the fixed-horizon p-value the results
+//!   show (which, looked at often enough, would raise false alarms).
 //!
 //! [`guardrail_options`] gives the analysis settings the check needs;
 //! [`check`] reads the results computed with them. Both are pure: the
@@ -21,9 +24,9 @@ use switchyard_stats::{Correction, Engine, Settings};
 
 use crate::results::{AnalysisOptions, ExperimentResults};
 
-/// SRM p-value below which an alert is raised: strict, as the field does
-/// (GrowthBook and Statsig warn at 0.001), because a continuous monitor
-/// looks many times.
+/// Level of the sequential SRM test: strict, as the field is (GrowthBook
+/// and Statsig warn at p < 0.001), because an alert may stop the
+/// experiment.
 pub const SRM_ALERT_THRESHOLD: f64 = 0.001;
 
 /// Fewest units in the experiment before any alert is raised: below it a
@@ -84,7 +87,10 @@ pub fn check(results: &ExperimentResults) -> Vec<Alert> {
     }
     let mut alerts = Vec::new();
     let srm = &results.analysis.srm;
-    if srm.p_value < SRM_ALERT_THRESHOLD {
+    let observed: Vec<u64> = results.variations.iter().map(|v| v.units).collect();
+    let weights: Vec<f64> = results.variations.iter().map(|v| v.weight).collect();
+    let sequential = switchyard_stats::sequential_srm(&observed, &weights, SRM_ALERT_THRESHOLD);
+    if sequential.mismatch {
         let observed: Vec<String> = results
             .variations
             .iter()
@@ -96,7 +102,9 @@ pub fn check(results: &ExperimentResults) -> Vec<Alert> {
             metric: None,
             variation: None,
             message: format!(
-                "sample ratio mismatch: p = {:.2e} < {SRM_ALERT_THRESHOLD}; units {}",
+                "sample ratio mismatch: sequential Bayes factor e^{:.1} > 1/{SRM_ALERT_THRESHOLD} \
+                 (fixed-horizon p = {:.2e}); units {}",
+                sequential.log_bayes_factor,
                 srm.p_value,
                 observed.join(", ")
             ),

@@ -21,13 +21,18 @@ async fn call(s: &TestServer, method: &str, path: &str, body: Option<Value>) -> 
     if let Some(b) = body {
         req = req.json(&b);
     }
-    if method == "POST" && path.ends_with("/start") {
+    // Starting the new experiment and setting the new flag's targeting
+    // change version 1 of each.
+    if path.ends_with("/start") || method == "PUT" {
         req = req.header("If-Match", "\"1\"");
     }
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 async fn sdk_key(s: &TestServer) -> String {
@@ -79,11 +84,12 @@ async fn guarded(s: &TestServer, key: &str, flag: &str, auto_stop: bool) {
     assert_eq!(status, 200, "{body}");
 }
 
-/// 300 units per arm; the treatment's units track two more errors each.
+/// 300 units per arm, arriving alternately as real traffic does; the
+/// treatment's units track two more errors each.
 async fn harm(s: &TestServer, sdk: &str, experiment: &str) {
     let mut events = Vec::new();
-    for (arm, variation) in ["off", "on"].into_iter().enumerate() {
-        for i in 0..300 {
+    for i in 0..300 {
+        for (arm, variation) in ["off", "on"].into_iter().enumerate() {
             let unit = format!("{experiment}-{variation}-{i}");
             events.push(json!({"type": "exposure", "unit": unit, "experiment": experiment, "variation": variation}));
             for _ in 0..(i % 3 + 2 * arm) {
@@ -107,11 +113,15 @@ async fn harm(s: &TestServer, sdk: &str, experiment: &str) {
 async fn alerts_of(s: &TestServer, key: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (status, body) = call(s, "GET", &format!("{ENV}/experiments/{key}/results"), None).await;
+        let (status, body) =
+            call(s, "GET", &format!("{ENV}/experiments/{key}/results"), None).await;
         if status == 200 && body["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
             return body["alerts"].clone();
         }
-        assert!(Instant::now() < deadline, "no alert for {key}: {status} {body}");
+        assert!(
+            Instant::now() < deadline,
+            "no alert for {key}: {status} {body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -183,11 +193,27 @@ async fn a_harmed_guardrail_raises_an_alert_and_stops_the_experiment_when_asked(
         let by_monitor: Vec<(&str, &str)> = entries
             .iter()
             .filter(|e| e["actor"] == "system:guardrails")
-            .map(|e| (e["action"].as_str().unwrap(), e["resource_key"].as_str().unwrap()))
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap(),
+                    e["resource_key"].as_str().unwrap(),
+                )
+            })
             .collect();
-        assert!(by_monitor.contains(&("alert", "development/stops")), "{by_monitor:?}");
-        assert!(by_monitor.contains(&("alert", "development/alerts")), "{by_monitor:?}");
-        assert!(by_monitor.iter().any(|(a, k)| *a == "stop" && k.ends_with("stops")), "{by_monitor:?}");
+        assert!(
+            by_monitor.contains(&("alert", "development/stops")),
+            "{by_monitor:?}"
+        );
+        assert!(
+            by_monitor.contains(&("alert", "development/alerts")),
+            "{by_monitor:?}"
+        );
+        assert!(
+            by_monitor
+                .iter()
+                .any(|(a, k)| *a == "stop" && k.ends_with("stops")),
+            "{by_monitor:?}"
+        );
         s.stop().await;
     }
 }

@@ -35,7 +35,7 @@ pub use corrections::Correction;
 pub use effect::{Alternative, Arm, Effect, ErrorCode, Interval, Risk, Scale};
 pub use error::AnalyzeError;
 pub use request::{AnalysisRequest, Engine, Metric, Settings, Variation};
-pub use srm::SrmResult;
+pub use srm::{SequentialSrm, SrmResult, sequential_srm};
 pub use statistic::{
     Component, MeanStatistic, MetricStatistic, ProportionStatistic, RatioStatistic,
     RegressionStatistic,

@@ -181,6 +181,7 @@ pub(crate) async fn create(store: &dyn ConfigStore) -> Result<()> {
             holdouts: Vec::new(),
             metrics: vec!["purchase".into(), "revenue".into()],
             breakdown_by: None,
+            guardrails: Default::default(),
         };
         let created = store.create_experiment(a, PROJECT, env, experiment).await?;
         store

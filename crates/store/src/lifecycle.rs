@@ -123,6 +123,7 @@ pub(crate) fn apply_edit(e: &mut ExperimentDefinition, input: ExperimentInput) -
     after.holdouts = input.holdouts;
     after.metrics = input.metrics;
     after.breakdown_by = input.breakdown_by;
+    after.guardrails = input.guardrails;
     match e.status {
         ExperimentStatus::Draft => {}
         ExperimentStatus::Running | ExperimentStatus::Paused => {
@@ -156,7 +157,7 @@ mod tests {
     use switchyard_core::model::WeightedVariation;
 
     use super::*;
-    use crate::types::RestartInput;
+    use crate::types::{GuardrailPolicy, RestartInput};
 
     fn running() -> ExperimentDefinition {
         ExperimentDefinition {
@@ -185,6 +186,7 @@ mod tests {
             winner: None,
             metrics: Vec::new(),
             breakdown_by: None,
+            guardrails: GuardrailPolicy::default(),
             phase: 0,
             salt: None,
             started_at: Some(OffsetDateTime::UNIX_EPOCH),
@@ -207,6 +209,7 @@ mod tests {
             holdouts: e.holdouts.clone(),
             metrics: e.metrics.clone(),
             breakdown_by: e.breakdown_by.clone(),
+            guardrails: e.guardrails.clone(),
         }
     }
 

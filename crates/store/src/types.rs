@@ -222,6 +222,9 @@ pub struct ExperimentDefinition {
     /// The exposure attribute results are broken down by, if any.
     #[serde(default)]
     pub breakdown_by: Option<String>,
+    /// What the guardrail monitor does on an alert.
+    #[serde(default)]
+    pub guardrails: GuardrailPolicy,
     /// 0 for the first phase; each `restart` adds one and starts a fresh
     /// analysis window at `started_at`.
     #[serde(default)]
@@ -280,6 +283,19 @@ pub struct ExperimentInput {
     pub metrics: Vec<MetricRef>,
     #[serde(default)]
     pub breakdown_by: Option<String>,
+    #[serde(default)]
+    pub guardrails: GuardrailPolicy,
+}
+
+/// What the guardrail monitor does when an experiment's guardrail metric
+/// is significantly harmed or its sample ratio mismatches: it always
+/// records an alert; with `auto_stop` it also stops the experiment and
+/// serves the baseline (first) variation to everyone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailPolicy {
+    #[serde(default)]
+    pub auto_stop: bool,
 }
 
 /// A lifecycle step of a started experiment (see `docs/experiments.md`);

@@ -220,8 +220,8 @@ async fn results(
     {
         w.push(serde_json::json!({"code": "simulated_traffic", "message": sim.note()}));
     }
-    body["project"] = project.into();
-    body["environment"] = env.into();
+    body["project"] = project.as_str().into();
+    body["environment"] = env.as_str().into();
     body["status"] = serde_json::to_value(experiment.status).unwrap_or_default();
     // What the guardrail monitor found (crates/server/src/guardrails.rs).
     let alerts = state

@@ -89,6 +89,7 @@ impl Resource for ExperimentDefinition {
             winner: None,
             metrics: Vec::new(),
             breakdown_by: None,
+            guardrails: GuardrailPolicy::default(),
             phase: 0,
             salt: None,
             started_at: None,
@@ -128,8 +129,8 @@ impl Resource for ExperimentDefinition {
             "UPDATE experiments SET flag = $1, name = $2, hypothesis = $3, status = $4, \
              variations = $5, coverage = $6, bucket_by = $7, conditions = $8, layer = $9, \
              holdouts = $10, winner = $11, metrics = $12, started_at = $13, stopped_at = $14, \
-             breakdown_by = $15, phase = $16, salt = $17, \
-             version = version + 1 WHERE project = $18 AND environment = $19 AND key = $20",
+             breakdown_by = $15, phase = $16, salt = $17, guardrails = $18, \
+             version = version + 1 WHERE project = $19 AND environment = $20 AND key = $21",
         )
         .bind(&e.flag)
         .bind(&e.name)
@@ -148,6 +149,7 @@ impl Resource for ExperimentDefinition {
         .bind(e.breakdown_by.as_deref())
         .bind(i64::from(e.phase))
         .bind(e.salt.as_deref())
+        .bind(to_json(&e.guardrails)?)
         .bind(&e.project)
         .bind(&e.environment)
         .bind(&e.key)

@@ -227,7 +227,7 @@ async fn select_experiments(
 ) -> Result<Vec<ExperimentDefinition>> {
     sqlx::query(
         "SELECT project, environment, key, flag, name, hypothesis, status, variations, coverage, \
-         bucket_by, conditions, layer, holdouts, winner, metrics, breakdown_by, phase, salt, \
+         bucket_by, conditions, layer, holdouts, winner, metrics, breakdown_by, guardrails, phase, salt, \
          started_at, stopped_at, version \
          FROM experiments WHERE project = $1 AND ($2 IS NULL OR environment = $2) \
          AND ($3 IS NULL OR key = $3) ORDER BY environment, key",
@@ -256,6 +256,7 @@ async fn select_experiments(
             winner: opt_text(row, "winner")?,
             metrics: json(row, "metrics")?,
             breakdown_by: opt_text(row, "breakdown_by")?,
+            guardrails: json(row, "guardrails")?,
             phase: u32::try_from(int(row, "phase")?)
                 .map_err(|_| StoreError::Backend("experiment phase out of range".into()))?,
             salt: opt_text(row, "salt")?,

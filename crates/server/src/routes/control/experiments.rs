@@ -19,8 +19,8 @@ use switchyard_core::model::{
     BasisPoints, Condition, LayerRange, WeightedVariation, default_bucket_by,
 };
 use switchyard_store::{
-    ExperimentDefinition, ExperimentInput, ExperimentStep, MetricRef, NewExperiment, RestartInput,
-    Role,
+    ExperimentDefinition, ExperimentInput, ExperimentStep, GuardrailPolicy, MetricRef,
+    NewExperiment, RestartInput, Role,
 };
 
 use super::etag::{IfMatch, created, versioned};
@@ -97,6 +97,9 @@ pub struct ExperimentBody {
     metrics: Vec<MetricRef>,
     #[serde(default)]
     breakdown_by: Option<String>,
+    /// `{"auto_stop": true}`: stop and serve the baseline on an alert.
+    #[serde(default)]
+    guardrails: GuardrailPolicy,
     #[serde(default)]
     start: Option<bool>,
 }
@@ -154,6 +157,7 @@ impl ExperimentBody {
             holdouts: self.holdouts,
             metrics: self.metrics,
             breakdown_by: self.breakdown_by,
+            guardrails: self.guardrails,
         })
     }
 }
