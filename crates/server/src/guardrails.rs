@@ -4,7 +4,7 @@
 //! test, or a sample ratio mismatch). A finding is recorded as an alert
 //! once per phase (audited, by the actor [`ACTOR`]); when the experiment
 //! asks for it (`guardrails.auto_stop`), the experiment is stopped and its
-//! baseline variation served to everyone, also audited.
+//! baseline variation shipped (served to everyone), also audited.
 //!
 //! The monitor only reads the aggregator and writes through the config
 //! store: with the store out of reach it logs and tries again next time.
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use switchyard_aggregate::guardrail::{self, Alert, AlertKind};
 use switchyard_core::model::ExperimentStatus;
-use switchyard_store::{AlertInput, ConfigStore, ExperimentDefinition, StoreError};
+use switchyard_store::{AlertInput, ConfigStore, ExperimentDefinition, ExperimentStep, StoreError};
 use tokio::sync::watch;
 
 use crate::aggregation::Aggregation;
@@ -76,7 +76,11 @@ async fn check_one(
     if findings.is_empty() {
         return Ok((0, false));
     }
-    let stop = auto_stop(e);
+    // Stop first, so that an alert says what was really done. When the
+    // stop loses a race with an editor (a version conflict), the alert is
+    // recorded as `recorded` and the next pass, seeing the same finding on
+    // a still running experiment, stops it then (audited as the ship).
+    let stopped = auto_stop(e) && ship_baseline(store, e).await?;
     let mut new = 0;
     for alert in &findings {
         let recorded = store
@@ -85,7 +89,7 @@ async fn check_one(
                 &e.project,
                 &e.environment,
                 &e.key,
-                input(results.phase, alert, stop),
+                input(results.phase, alert, stopped),
             )
             .await?;
         if recorded.is_some() {
@@ -94,36 +98,48 @@ async fn check_one(
                 project = %e.project,
                 environment = %e.environment,
                 experiment = %e.key,
+                stopped,
                 "guardrail alert: {}",
                 alert.message
             );
         }
     }
-    if !stop {
-        return Ok((new, false));
-    }
-    let baseline = e.variations.first().map(|v| v.variation.clone());
+    Ok((new, stopped))
+}
+
+/// Ships the baseline (first) variation: stopped, served to everyone.
+/// `false` when someone changed the experiment meanwhile.
+async fn ship_baseline(
+    store: &dyn ConfigStore,
+    e: &ExperimentDefinition,
+) -> Result<bool, StoreError> {
+    let Some(baseline) = e.variations.first().map(|v| v.variation.clone()) else {
+        return Ok(false);
+    };
     match store
-        .stop_experiment(
+        .experiment_step(
             ACTOR,
             &e.project,
             &e.environment,
             &e.key,
             e.version,
-            baseline.clone(),
+            ExperimentStep::Ship {
+                variation: baseline.clone(),
+            },
         )
         .await
     {
         Ok(_) => {
             tracing::warn!(
+                project = %e.project,
+                environment = %e.environment,
                 experiment = %e.key,
-                serving = ?baseline,
+                serving = %baseline,
                 "guardrails: experiment stopped, baseline served to everyone"
             );
-            Ok((new, true))
+            Ok(true)
         }
-        // Someone changed it meanwhile: the next pass sees the new version.
-        Err(StoreError::Conflict { .. }) => Ok((new, false)),
+        Err(StoreError::Conflict { .. }) => Ok(false),
         Err(err) => Err(err),
     }
 }

@@ -211,7 +211,7 @@ async fn a_harmed_guardrail_raises_an_alert_and_stops_the_experiment_when_asked(
         assert!(
             by_monitor
                 .iter()
-                .any(|(a, k)| *a == "stop" && k.ends_with("stops")),
+                .any(|(a, k)| *a == "ship" && k.ends_with("stops")),
             "{by_monitor:?}"
         );
         s.stop().await;
