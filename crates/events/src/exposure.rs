@@ -47,6 +47,9 @@ struct Exposure {
     experiment: String,
     variation: String,
     time_ms: i64,
+    /// The unit's attributes when it was served (a JSON object, bounded
+    /// by the caller).
+    attributes: Option<String>,
 }
 
 #[derive(Debug)]
@@ -82,8 +85,9 @@ impl ExposureLogger {
     }
 
     /// Logs that `unit` was served `variation` of `experiment` in its phase
-    /// `phase` (a new phase counts a unit again). Never blocks on I/O; see
-    /// the module doc.
+    /// `phase` (a new phase counts a unit again), with the unit's
+    /// `attributes` then (a JSON object; the caller bounds it). Never
+    /// blocks on I/O; see the module doc.
     #[allow(clippy::too_many_arguments)]
     pub fn log(
         &self,
@@ -94,6 +98,7 @@ impl ExposureLogger {
         phase: u32,
         variation: &str,
         at: SystemTime,
+        attributes: Option<String>,
     ) {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (project, environment, unit, experiment, phase, variation).hash(&mut h);
@@ -115,6 +120,7 @@ impl ExposureLogger {
             experiment: experiment.to_string(),
             variation: variation.to_string(),
             time_ms,
+            attributes,
         };
         let sent = match self.tx.lock() {
             Ok(tx) => tx.as_ref().map(|tx| tx.try_send(e).is_ok()),
@@ -188,7 +194,7 @@ fn flush(pending: &mut Vec<Exposure>, stream: &dyn EventStream, metrics: &EventM
                 experiment: Some(e.experiment.as_str().into()),
                 flag: None,
                 variation: e.variation.as_str().into(),
-                attributes: None,
+                attributes: e.attributes.as_deref(),
             },
         };
         batch.push_event(&e.project, &e.environment, &ev);

@@ -309,7 +309,8 @@ impl Events {
     }
 
     /// Logs an exposure from server-side evaluation (deduplicated within a
-    /// window, appended asynchronously in batches; never blocks on I/O).
+    /// window, appended asynchronously in batches; never blocks on I/O),
+    /// with the unit's `attributes` (a JSON object, bounded by the caller).
     #[allow(clippy::too_many_arguments)]
     pub fn log_exposure(
         &self,
@@ -320,9 +321,18 @@ impl Events {
         phase: u32,
         variation: &str,
         at: SystemTime,
+        attributes: Option<String>,
     ) {
-        self.exposures
-            .log(project, environment, unit, experiment, phase, variation, at);
+        self.exposures.log(
+            project,
+            environment,
+            unit,
+            experiment,
+            phase,
+            variation,
+            at,
+            attributes,
+        );
     }
 
     /// One page of dead letters; see [`Page`].

@@ -170,11 +170,11 @@ async fn exposures_are_deduplicated_within_the_window_and_appended_in_batches() 
     .unwrap();
     let at = SystemTime::UNIX_EPOCH + Duration::from_millis(NOW as u64);
     for _ in 0..3 {
-        events.log_exposure("p", "e", "u1", "exp", 0, "a", at);
+        events.log_exposure("p", "e", "u1", "exp", 0, "a", at, None);
     }
-    events.log_exposure("p", "e", "u2", "exp", 0, "b", at);
+    events.log_exposure("p", "e", "u2", "exp", 0, "b", at, None);
     // A new phase of the experiment counts the unit again.
-    events.log_exposure("p", "e", "u1", "exp", 1, "a", at);
+    events.log_exposure("p", "e", "u1", "exp", 1, "a", at, None);
     events.close();
     let stored = read_events(&events).await;
     assert_eq!(stored.len(), 3);
