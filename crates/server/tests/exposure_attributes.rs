@@ -51,7 +51,10 @@ async fn a_logged_exposure_carries_the_contexts_scalar_attributes() {
         json!({"targetingKey": "u-2"}),
     ] {
         let r = client
-            .post(format!("{}/ofrep/v1/evaluate/flags/checkout-flow", server.url))
+            .post(format!(
+                "{}/ofrep/v1/evaluate/flags/checkout-flow",
+                server.url
+            ))
             .bearer_auth(&key)
             .json(&json!({ "context": context }))
             .send()

@@ -367,3 +367,89 @@ async fn a_metric_added_after_its_events_gets_after_replay_the_numbers_of_a_fres
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), server.task).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_break_down_by_the_experiments_exposure_attribute() {
+    use reqwest::Method as M;
+    let server = start().await;
+    let (status, body) = server
+        .call(
+            M::POST,
+            BASE,
+            Some(json!({"key": "bd", "flag": "new-search", "name": "Breakdown",
+                "variations": [{"variation": "off", "weight": 5000}, {"variation": "on", "weight": 5000}],
+                "metrics": ["purchase"], "breakdown_by": "country"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let r = reqwest::Client::new()
+        .post(server.api(&format!("{BASE}/bd/start")))
+        .bearer_auth(&server.admin)
+        .header("If-Match", format!("\"{}\"", body["version"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let t0 = now_ms() + 1_000;
+    let countries = ["DE", "FR", "US"];
+    let mut events = Vec::new();
+    for u in 0..300usize {
+        let unit = format!("b-{u}");
+        let mut exposure = json!({"type": "exposure", "unit": unit, "experiment": "bd",
+            "variation": if u % 2 == 0 { "off" } else { "on" }, "time": t0 + u as i64});
+        if u % 10 != 0 {
+            exposure["attributes"] = json!({"country": countries[u % 3]});
+        }
+        events.push(exposure);
+        if u % 3 == 0 {
+            events.push(json!({"type": "track", "unit": unit, "name": "purchase",
+                "time": t0 + u as i64 + 1}));
+        }
+    }
+    Server::send(&server.url, &server.sdk, &events).await;
+    let r = server.settled("bd").await;
+    let b = &r["breakdown"];
+    assert_eq!(b["attribute"], "country", "{r}");
+    let segments = b["segments"].as_array().unwrap();
+    let units = |v: &str| -> u64 {
+        segments
+            .iter()
+            .find(|s| s["value"] == v)
+            .map(|s| {
+                s["units"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    // u % 10 == 0 has no attribute: 30 units; the rest split by u % 3.
+    assert_eq!(units("(none)"), 30);
+    assert_eq!(units("DE") + units("FR") + units("US"), 270);
+    assert_eq!(
+        units("DE"),
+        (0..300).filter(|u| u % 10 != 0 && u % 3 == 0).count() as u64
+    );
+    // DE units (u % 3 == 0) all purchased.
+    let de = segments.iter().find(|s| s["value"] == "DE").unwrap();
+    let stats = &de["statistics"][0];
+    for v in 0..2 {
+        assert_eq!(
+            stats[v]["successes"].as_f64(),
+            stats[v]["n"].as_f64(),
+            "{de}"
+        );
+    }
+    // Left out when asked.
+    let (_, plain) = server
+        .call(M::GET, &format!("{BASE}/bd/results?breakdown=false"), None)
+        .await;
+    assert!(plain.get("breakdown").is_none() && plain["variations"].is_array());
+    let mut server = server;
+    if let Some(tx) = server.stop.take() {
+        let _ = tx.send(());
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), server.task).await;
+}
