@@ -198,16 +198,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot prepare the config store")?
     {
         // Printed once, on the terminal only: the store keeps only its hash.
-        println!();
-        println!("  Switchyard is set up. Your admin API key (shown only this once):");
-        println!();
-        println!("      {}", boot.admin_key_secret);
-        println!();
-        println!(
-            "  Try:  curl -H 'Authorization: Bearer <key>' http://{}/api/v1/projects",
-            args.listen
-        );
-        println!();
+        terminal(&format!(
+            "\n  Switchyard is set up. Your admin API key (shown only this once):\n\n      {}\n\n  \
+             Try:  curl -H 'Authorization: Bearer <key>' http://{}/api/v1/projects\n",
+            boot.admin_key_secret, args.listen
+        ));
     }
     let net = NetConfig {
         header_read_timeout: args.header_read_timeout,
@@ -266,11 +261,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot read the web UI users")?
     {
         // Printed on the terminal only; valid once, for an hour, on this node.
-        println!();
-        println!("  No web UI user yet. Set the first administrator's email and password at");
-        println!("      http://{address}/ui/setup?token={token}");
-        println!("  (single use, valid for 1 hour), or run:  switchyard user add --admin EMAIL");
-        println!();
+        terminal(&format!(
+            "\n  No web UI user yet. Set the first administrator's email and password at\n      \
+             http://{address}/ui/setup?token={token}\n  (single use, valid for 1 hour), or run:  \
+             switchyard user add --admin EMAIL\n"
+        ));
     }
     let ops = match args.ops_listen {
         Some(addr) => {
@@ -337,5 +332,17 @@ mod tests {
             "cap {cap}, limit {limit}"
         );
         assert_eq!(max_connections(Some(7)), 7);
+    }
+}
+
+/// Writes `text` and a newline to standard output for the person who
+/// started the server. A closed or broken stdout (a supervisor that went
+/// away, a pipe nobody reads) must not stop the server, as `println!`
+/// would by panicking: the error is logged and ignored.
+fn terminal(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        tracing::warn!(error = %e, "cannot write to standard output");
     }
 }

@@ -71,6 +71,7 @@ fn start(dir: &Path, demo: bool) -> Server {
         .map(|l| l.trim().to_string())
         .find(|l| l.starts_with("sy_admin_"));
     std::thread::spawn(move || for _ in err {});
+    std::thread::spawn(move || for _ in out {});
     Server { child, addr, key }
 }
 
@@ -210,4 +211,42 @@ fn the_replay_command_recomputes_an_experiment_and_prints_its_progress() {
     );
     let out = run("sy_admin_wrong", "checkout-test");
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The banner (admin key, setup link) goes to stdout; a stdout nobody
+/// reads any more (a supervisor gone, a closed pipe) must not stop the
+/// server, as a panicking `println!` did.
+#[test]
+fn serve_keeps_serving_when_its_stdout_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .env_remove("SWITCHYARD_DEMO")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the read end is closed before anything is printed
+    let err = lines(child.stderr.take().unwrap());
+    let addr = loop {
+        let line = err
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server exited before listening");
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if v["fields"]["message"] == "listening" {
+            break v["fields"]["address"].as_str().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in err {});
+    let server = Server {
+        child,
+        addr,
+        key: None,
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = get(&server.addr, "/healthz", "none");
+    assert_eq!(status, 200);
 }
