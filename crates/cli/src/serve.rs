@@ -307,6 +307,18 @@ async fn shutdown_signal() {
     }
 }
 
+/// Writes `text` and a newline to standard output for the person who
+/// started the server. A closed or broken stdout (a supervisor that went
+/// away, a pipe nobody reads) must not stop the server, as `println!`
+/// would by panicking: the error is logged and ignored.
+fn terminal(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        tracing::warn!(error = %e, "cannot write to standard output");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,17 +344,5 @@ mod tests {
             "cap {cap}, limit {limit}"
         );
         assert_eq!(max_connections(Some(7)), 7);
-    }
-}
-
-/// Writes `text` and a newline to standard output for the person who
-/// started the server. A closed or broken stdout (a supervisor that went
-/// away, a pipe nobody reads) must not stop the server, as `println!`
-/// would by panicking: the error is logged and ignored.
-fn terminal(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
-        tracing::warn!(error = %e, "cannot write to standard output");
     }
 }
