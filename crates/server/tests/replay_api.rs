@@ -3,33 +3,33 @@
 //! arriving), the numbers an aggregator that had the new definition from
 //! the start computes over the same stream.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_aggregate::{Aggregator, AnalysisOptions, Limits};
-use switchyard_server::aggregation::{Aggregation, AggregationConfig, load_specs};
-use switchyard_server::{AppState, ServerConfig};
+use switchyard_server::AppState;
+use switchyard_server::aggregation::load_specs;
 
+/// The common test server (SQLite, demo project, aggregating) and a server
+/// SDK key for the demo's development environment.
 struct Server {
     url: String,
     admin: String,
     sdk: String,
     state: AppState,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-    _dir: tempfile::TempDir,
+    test: common::TestServer,
 }
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("config.db").display());
-    let store = switchyard_store::open(&url).await.unwrap();
-    let boot = switchyard_store::bootstrap(store.as_ref(), true)
-        .await
-        .unwrap()
-        .unwrap();
-    let sdk = store
+    let test = common::start_aggregating(common::Backend::Sqlite, |cfg| {
+        // Small reads: the replay takes many steps while events arrive.
+        cfg.read_bytes = 4 << 10;
+    })
+    .await;
+    let sdk = test
+        .store
         .create_api_key(
             "test",
             switchyard_store::ApiKeyInput {
@@ -41,36 +41,12 @@ async fn start() -> Server {
         )
         .await
         .unwrap();
-    let events = switchyard_events::Events::open(&dir.path().join("events"), Default::default())
-        .await
-        .unwrap();
-    let mut cfg = AggregationConfig::new(dir.path().join("aggregator"));
-    cfg.poll_interval = Duration::from_millis(5);
-    // Small reads: the replay takes many steps while events arrive.
-    cfg.read_bytes = 4 << 10;
-    let state = AppState::new(store, ServerConfig::default())
-        .await
-        .unwrap()
-        .with_events(Arc::new(events))
-        .with_aggregation(Aggregation::open(cfg).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(switchyard_server::run(
-        listener,
-        state.clone(),
-        async move {
-            let _ = rx.await;
-        },
-    ));
     Server {
-        url: format!("http://{addr}"),
-        admin: boot.admin_key_secret,
+        url: test.url.clone(),
+        admin: test.admin_key.clone(),
         sdk: sdk.secret,
-        state,
-        stop: Some(tx),
-        task,
-        _dir: dir,
+        state: test.state.clone(),
+        test,
     }
 }
 
@@ -361,11 +337,7 @@ async fn a_metric_added_after_its_events_gets_after_replay_the_numbers_of_a_fres
         "{after}"
     );
 
-    let mut server = server;
-    if let Some(tx) = server.stop.take() {
-        let _ = tx.send(());
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), server.task).await;
+    server.test.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,9 +419,5 @@ async fn results_break_down_by_the_experiments_exposure_attribute() {
         .call(M::GET, &format!("{BASE}/bd/results?breakdown=false"), None)
         .await;
     assert!(plain.get("breakdown").is_none() && plain["variations"].is_array());
-    let mut server = server;
-    if let Some(tx) = server.stop.take() {
-        let _ = tx.send(());
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), server.task).await;
+    server.test.stop().await;
 }

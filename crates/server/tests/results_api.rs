@@ -6,33 +6,31 @@
 //! statistics equal to those computed here independently from the same
 //! generated data, and statistics equal to `switchyard-stats` on them.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchyard_server::aggregation::{Aggregation, AggregationConfig};
-use switchyard_server::{AppState, ServerConfig};
+use switchyard_server::AppState;
 
+/// The common test server (SQLite, demo project, aggregating) and a server
+/// SDK key for the demo's development environment.
 struct Server {
     url: String,
     admin: String,
     sdk: String,
     state: AppState,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-    _dir: tempfile::TempDir,
+    test: common::TestServer,
 }
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("config.db").display());
-    let store = switchyard_store::open(&url).await.unwrap();
-    let boot = switchyard_store::bootstrap(store.as_ref(), true)
-        .await
-        .unwrap()
-        .unwrap();
-    let sdk = store
+    let test = common::start_aggregating(common::Backend::Sqlite, |cfg| {
+        cfg.checkpoint_interval = Duration::from_millis(200);
+    })
+    .await;
+    let sdk = test
+        .store
         .create_api_key(
             "test",
             switchyard_store::ApiKeyInput {
@@ -44,44 +42,18 @@ async fn start() -> Server {
         )
         .await
         .unwrap();
-    let events = switchyard_events::Events::open(&dir.path().join("events"), Default::default())
-        .await
-        .unwrap();
-    let mut cfg = AggregationConfig::new(dir.path().join("aggregator"));
-    cfg.poll_interval = Duration::from_millis(5);
-    cfg.checkpoint_interval = Duration::from_millis(200);
-    let state = AppState::new(store, ServerConfig::default())
-        .await
-        .unwrap()
-        .with_events(Arc::new(events))
-        .with_aggregation(Aggregation::open(cfg).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(switchyard_server::run(
-        listener,
-        state.clone(),
-        async move {
-            let _ = rx.await;
-        },
-    ));
     Server {
-        url: format!("http://{addr}"),
-        admin: boot.admin_key_secret,
+        url: test.url.clone(),
+        admin: test.admin_key.clone(),
         sdk: sdk.secret,
-        state,
-        stop: Some(tx),
-        task,
-        _dir: dir,
+        state: test.state.clone(),
+        test,
     }
 }
 
 impl Server {
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    async fn stop(self) {
+        self.test.stop().await;
     }
 
     fn api(&self, path: &str) -> String {
