@@ -65,6 +65,23 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    /// The message shown to the client (an internal error's detail is
+    /// logged, never shown).
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "an internal error occurred".to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
@@ -117,13 +134,7 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = match &self {
-            ApiError::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
-                "an internal error occurred".to_string()
-            }
-            other => other.to_string(),
-        };
+        let message = self.public_message();
         let field = match &self {
             ApiError::BadRequest { field, .. } => field.clone(),
             ApiError::UnprocessableField { field, .. } => Some(field.clone()),

@@ -154,7 +154,7 @@ async fn signing_in_sets_a_hardened_session_cookie_and_a_wrong_password_does_not
         assert!(!b.cookies.contains_key("sy_session"));
 
         let (status, _, body) = b.login("  ANN@example.com ", PASSWORD).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
         assert!(!body.contains(PASSWORD));
         let cookie = b
             .set_cookies
@@ -193,7 +193,7 @@ async fn signing_in_sets_a_hardened_session_cookie_and_a_wrong_password_does_not
                 ("csrf", &csrf),
             ]);
         let (status, _, _) = tls.send(req).await;
-        assert_eq!(status, StatusCode::OK);
+        assert_eq!(status, StatusCode::SEE_OTHER);
         assert!(
             tls.set_cookies
                 .iter()
@@ -248,7 +248,7 @@ async fn a_sign_in_without_its_csrf_cookie_or_from_another_origin_is_refused() {
         .header("origin", b.url.clone())
         .form(&good);
     let (status, _, _) = b.send(req).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::SEE_OTHER);
     server.stop().await;
 }
 
@@ -297,7 +297,10 @@ async fn a_cookie_writes_to_the_control_api_only_with_its_csrf_token_and_is_audi
         let server = start(backend).await;
         add_user(&server, "ann@example.com", Role::Admin).await;
         let mut b = Browser::new(&server);
-        assert_eq!(b.login("ann@example.com", PASSWORD).await.0, StatusCode::OK);
+        assert_eq!(
+            b.login("ann@example.com", PASSWORD).await.0,
+            StatusCode::SEE_OTHER
+        );
         let projects = format!("{}/api/v1/projects", b.url);
 
         // Reading needs the cookie only.
@@ -372,7 +375,10 @@ async fn a_signed_in_viewer_reads_but_cannot_write() {
     let server = start(Backend::Sqlite).await;
     add_user(&server, "vic@example.com", Role::Viewer).await;
     let mut b = Browser::new(&server);
-    assert_eq!(b.login("vic@example.com", PASSWORD).await.0, StatusCode::OK);
+    assert_eq!(
+        b.login("vic@example.com", PASSWORD).await.0,
+        StatusCode::SEE_OTHER
+    );
     let token = b.csrf_token().await;
     let flags = format!("{}/api/v1/projects/demo/flags", b.url);
     let (status, _, _) = b.send(b.client.get(&flags)).await;
@@ -396,8 +402,17 @@ async fn signing_out_ends_the_session_and_needs_the_csrf_token() {
     let server = start(Backend::Sqlite).await;
     add_user(&server, "ann@example.com", Role::Admin).await;
     let mut b = Browser::new(&server);
-    let (status, _, page) = b.login("ann@example.com", PASSWORD).await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, headers, _) = b.login("ann@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers["location"], "/ui",
+        "signing in leads to the start page"
+    );
+    // Every page carries the sign-out form with the session's token.
+    let (status, _, page) = b
+        .send(b.client.get(format!("{}/ui/p/demo/flags", b.url)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
     let old = b.cookies["sy_session"].clone();
     let logout = format!("{}/ui/logout", b.url);
     // A forged sign-out (no token) is refused, and the session lives on.
@@ -439,7 +454,10 @@ async fn a_session_expires_after_its_time_to_live() {
     let server = start_with(Backend::Sqlite, config).await;
     add_user(&server, "ann@example.com", Role::Admin).await;
     let mut b = Browser::new(&server);
-    assert_eq!(b.login("ann@example.com", PASSWORD).await.0, StatusCode::OK);
+    assert_eq!(
+        b.login("ann@example.com", PASSWORD).await.0,
+        StatusCode::SEE_OTHER
+    );
     assert_eq!(b.session().await.0, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(b.session().await.0, StatusCode::UNAUTHORIZED);
@@ -479,7 +497,7 @@ async fn the_password_never_appears_in_logs_or_responses() {
     let mut b = Browser::new(&server);
     let (_, _, failed) = b.login("ann@example.com", "wrong-but-secret-guess").await;
     let (status, _, ok) = b.login("ann@example.com", PASSWORD).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::SEE_OTHER);
     let (_, session) = b.session().await;
     let users = server.store.list_users().await.unwrap();
     server.stop().await;
@@ -550,6 +568,9 @@ async fn the_one_time_setup_link_creates_the_first_admin_once() {
             .is_none()
     );
     // The new admin signs in.
-    assert_eq!(b.login("ann@example.com", PASSWORD).await.0, StatusCode::OK);
+    assert_eq!(
+        b.login("ann@example.com", PASSWORD).await.0,
+        StatusCode::SEE_OTHER
+    );
     server.stop().await;
 }

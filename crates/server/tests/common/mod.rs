@@ -6,6 +6,8 @@
 //! tests fail, never skip.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::sync::Arc;
 
 use switchyard_server::aggregation::{Aggregation, AggregationConfig};

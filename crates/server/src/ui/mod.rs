@@ -51,6 +51,11 @@ use crate::auth::{Principal, role_name};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+pub mod assets;
+pub mod flags;
+pub mod layout;
+pub mod pages;
+
 pub const SESSION_COOKIE: &str = "sy_session";
 const LOGIN_CSRF_COOKIE: &str = "sy_login_csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -191,6 +196,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/ui/logout", post(logout))
         .route("/ui/session", get(session_info))
         .route("/ui/setup", get(setup_form).post(setup))
+        .merge(pages::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::extract::DefaultBodyLimit::max(UI_BODY_LIMIT))
 }
@@ -361,11 +367,18 @@ fn escape(text: &str) -> String {
 }
 
 fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} · Switchyard</title></head>\n<body><main>\n<h1>{title}</h1>\n{body}</main></body></html>\n"
-    )
+    layout::bare(title, maud::PreEscaped(body.to_string())).into_string()
+}
+
+/// Where to go after signing in: a path of this UI, else the start page.
+fn safe_next(next: &str) -> &str {
+    let ok = next.starts_with("/ui")
+        && !next.starts_with("/ui/login")
+        && !next.contains("//")
+        && !next.contains('\\')
+        && next.len() <= 2048
+        && next.chars().all(|c| c.is_ascii_graphic());
+    if ok { next } else { "/ui" }
 }
 
 /// The sign-in page, with a fresh double-submit token (cookie and field).
@@ -374,6 +387,7 @@ fn login_page(
     headers: &HeaderMap,
     status: StatusCode,
     error: Option<&str>,
+    next: &str,
 ) -> Response {
     let csrf = match switchyard_store::password::random_token() {
         Ok(t) => t,
@@ -385,11 +399,13 @@ fn login_page(
     let body = format!(
         "{error}<form method=\"post\" action=\"/ui/login\">\n\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
-         <p><label for=\"email\">Email</label><br>\
-         <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required></p>\n\
-         <p><label for=\"password\">Password</label><br>\
-         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required></p>\n\
-         <p><button type=\"submit\">Sign in</button></p>\n</form>\n"
+         <input type=\"hidden\" name=\"next\" value=\"{}\">\n\
+         <div class=\"field\"><label for=\"email\">Email</label>\
+         <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required autofocus></div>\n\
+         <div class=\"field\"><label for=\"password\">Password</label>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required></div>\n\
+         <p><button class=\"primary\" type=\"submit\">Sign in</button></p>\n</form>\n",
+        escape(safe_next(next))
     );
     let mut resp = (status, Html(page("Sign in", &body))).into_response();
     if let Some(c) = set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600, secure(state, headers)) {
@@ -400,8 +416,19 @@ fn login_page(
     resp
 }
 
-async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    login_page(&state, &headers, StatusCode::OK, None)
+#[derive(Deserialize)]
+struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+async fn login_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<NextQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let next = query.map(|q| q.0.next).unwrap_or_default();
+    login_page(&state, &headers, StatusCode::OK, None, &next)
 }
 
 #[derive(Deserialize)]
@@ -412,6 +439,8 @@ struct LoginForm {
     password: String,
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    next: String,
 }
 
 impl std::fmt::Debug for LoginForm {
@@ -434,6 +463,7 @@ async fn login(
             &headers,
             StatusCode::BAD_REQUEST,
             Some("The form could not be read; fill it in again."),
+            "",
         );
     };
     let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
@@ -456,6 +486,7 @@ async fn login(
                 &headers,
                 StatusCode::TOO_MANY_REQUESTS,
                 Some("Too many sign-in attempts; wait a minute and try again."),
+                &form.next,
             );
             if let ApiError::TooManyRequests { retry_after_secs } = e
                 && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
@@ -481,6 +512,7 @@ async fn login(
             &headers,
             StatusCode::UNAUTHORIZED,
             Some("The email or the password is wrong."),
+            &form.next,
         );
     };
     let ttl = state.config.ui.session_ttl;
@@ -496,14 +528,10 @@ async fn login(
         Err(e) => return ApiError::from(e).into_response(),
     };
     tracing::info!(user = %user.email, "signed in");
-    let body = format!(
-        "<p>Signed in as {}.</p>\n<form method=\"post\" action=\"/ui/logout\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <button type=\"submit\">Sign out</button></form>\n",
-        escape(&user.email),
-        csrf_token(&created.token)
-    );
-    let mut resp = (StatusCode::OK, Html(page("Signed in", &body))).into_response();
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(safe_next(&form.next)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
     let secure = secure(&state, &headers);
     let h = resp.headers_mut();
     if let Some(c) = set_cookie(SESSION_COOKIE, &created.token, ttl.as_secs(), secure) {
