@@ -78,6 +78,12 @@ pub struct ServeArgs {
     /// HTTPS, `X-Forwarded-Proto: https`), `always` or `never`.
     #[arg(long, env = "SWITCHYARD_SECURE_COOKIES", default_value = "auto", value_parser = ["auto", "always", "never"])]
     secure_cookies: String,
+    /// Reverse proxies in front of the server, as comma-separated address
+    /// ranges (`10.0.0.0/8,192.168.1.7/32`): for requests from them, the
+    /// client address used by the sign-in rate limit is read from
+    /// `X-Forwarded-For`. Empty: the TCP peer is the client.
+    #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<switchyard_server::ui::IpNet>,
 }
 
 /// A duration such as `10s`, `500ms`, `2m` or `1h`; a bare number is
@@ -231,6 +237,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 "never" => Some(false),
                 _ => None,
             },
+            trusted_proxies: args.trusted_proxies.clone(),
             ..Default::default()
         },
     };

@@ -291,6 +291,94 @@ async fn sign_in_attempts_are_rate_limited_per_email_and_per_client_ip() {
     server.stop().await;
 }
 
+/// Signs in with `X-Forwarded-For: forwarded`.
+async fn login_via(b: &mut Browser, forwarded: &str, email: &str, password: &str) -> StatusCode {
+    let csrf = b.login_form().await;
+    let req = b
+        .client
+        .post(format!("{}/ui/login", b.url))
+        .header("x-forwarded-for", forwarded)
+        .form(&[("email", email), ("password", password), ("csrf", &csrf)]);
+    b.send(req).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_not_the_proxy() {
+    // The test client connects from 127.0.0.1: as a trusted proxy, each
+    // forwarded client has its own budget.
+    let config = ServerConfig {
+        ui: UiConfig {
+            login_attempts_per_ip: 3,
+            login_attempts_per_email: 100,
+            trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+            ..UiConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = start_with(Backend::Sqlite, config).await;
+    add_user(&server, "ann@example.com", Role::Viewer).await;
+    let mut b = Browser::new(&server);
+    for i in 0..3 {
+        let status = login_via(
+            &mut b,
+            "198.51.100.7",
+            &format!("u{i}@example.com"),
+            "guess guess guess",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        login_via(&mut b, "198.51.100.7", "ann@example.com", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another client behind the same proxy signs in; a spoofed first hop
+    // does not hide the limited client.
+    assert_eq!(
+        login_via(&mut b, "198.51.100.8", "ann@example.com", PASSWORD).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        login_via(
+            &mut b,
+            "203.0.113.1, 198.51.100.7",
+            "ann@example.com",
+            PASSWORD
+        )
+        .await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    server.stop().await;
+
+    // Not trusted (the default): the header changes nothing.
+    let config = ServerConfig {
+        ui: UiConfig {
+            login_attempts_per_ip: 3,
+            login_attempts_per_email: 100,
+            ..UiConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = start_with(Backend::Sqlite, config).await;
+    add_user(&server, "ann@example.com", Role::Viewer).await;
+    let mut b = Browser::new(&server);
+    for i in 0..3 {
+        let status = login_via(
+            &mut b,
+            &format!("198.51.100.{i}"),
+            "ann@example.com",
+            "guess guess guess",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        login_via(&mut b, "198.51.100.99", "ann@example.com", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cookie_writes_to_the_control_api_only_with_its_csrf_token_and_is_audited_as_the_user() {
     for backend in BACKENDS {

@@ -27,9 +27,9 @@ async fn signing_in_leads_to_the_flags_of_the_first_project_and_back_to_the_page
     b.wait_for_path("/ui/p/demo/flags?q=checkout").await;
     b.wait_for_text("main", "checkout").await;
 
-    // The start page is the first project's flag list.
+    // With several projects, the start page is the list of projects.
     b.goto("/").await;
-    b.wait_for_path("/ui/p/default/flags").await;
+    b.wait_for_path("/ui/projects").await;
     b.goto("/ui/p/demo/flags").await;
     let text = b.wait_for_text("main", "Flags").await;
     assert!(
@@ -38,8 +38,19 @@ async fn signing_in_leads_to_the_flags_of_the_first_project_and_back_to_the_page
     );
     b.screenshot("flags", true).await;
 
-    // Keyboard users can skip the navigation.
-    assert!(b.exists("a.skip[href='#main']").await);
+    // Keyboard users: the first Tab reaches the link that skips the
+    // navigation, and the focused element is visibly outlined.
+    b.find("body").await.send_keys("\u{E004}").await.unwrap();
+    let focused = b
+        .eval(
+            "const e = document.activeElement; const s = getComputedStyle(e); \
+             return [e.className, s.outlineStyle, s.outlineWidth];",
+        )
+        .await;
+    assert_eq!(focused[0], "skip", "{focused}");
+    assert_ne!(focused[1], "none", "focus is visible: {focused}");
+    let problems = b.accessibility_problems().await;
+    assert!(problems.is_empty(), "{problems:#?}");
 
     // Signing out ends the session: pages send the browser to sign in.
     b.click("header form button[type=submit]").await;

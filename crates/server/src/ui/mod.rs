@@ -23,8 +23,9 @@
 //! own answers learns it. The sign-in form, before any session, is guarded
 //! by a double-submitted random cookie instead.
 //!
-//! Sign-in attempts are rate-limited per client IP (the TCP peer; a proxy's
-//! `X-Forwarded-For` is not trusted) and per email, each in a bounded map;
+//! Sign-in attempts are rate-limited per client IP (the TCP peer; when the
+//! peer is one of [`UiConfig::trusted_proxies`], the nearest address in
+//! `X-Forwarded-For` that is not a trusted proxy) and per email, each in a bounded map;
 //! an unknown email is checked against a dummy hash, so it fails as slowly
 //! as a wrong password. At most [`MAX_CONCURRENT_HASHES`] password checks
 //! run at once. Passwords are never logged nor echoed.
@@ -50,6 +51,8 @@ use switchyard_store::Session;
 use crate::auth::{Principal, role_name};
 use crate::error::ApiError;
 use crate::state::AppState;
+
+pub use ipnet::IpNet;
 
 pub mod assets;
 pub mod flags;
@@ -78,6 +81,9 @@ pub struct UiConfig {
     pub login_attempts_per_email: u32,
     /// Sign-in attempts per minute per client IP (a burst of as many).
     pub login_attempts_per_ip: u32,
+    /// Reverse proxies (address ranges) whose `X-Forwarded-For` names the
+    /// client. Empty: the TCP peer is the client, whatever the header says.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for UiConfig {
@@ -87,6 +93,7 @@ impl Default for UiConfig {
             secure_cookies: None,
             login_attempts_per_email: 5,
             login_attempts_per_ip: 20,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -341,6 +348,40 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .await
 }
 
+/// The client's address: the TCP `peer`, unless it is a trusted proxy;
+/// then `X-Forwarded-For` read from the right (the nearest hop first),
+/// skipping trusted proxies, up to the first address that is not one. A
+/// header that does not parse, or that names only trusted proxies, leaves
+/// the last trusted address seen: a client cannot pick its own address by
+/// writing the header, only the proxies it passed through can.
+pub fn client_ip(
+    peer: std::net::IpAddr,
+    headers: &HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev().take(32) {
+        let Ok(ip) = hop.trim().parse::<std::net::IpAddr>() else {
+            return client;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            return ip;
+        }
+    }
+    client
+}
+
 fn secure(state: &AppState, headers: &HeaderMap) -> bool {
     state.config.ui.secure_cookies.unwrap_or_else(|| {
         headers
@@ -470,10 +511,12 @@ async fn login(
     if expected.is_empty() || !same(expected, &form.csrf) {
         return forbidden_csrf().into_response();
     }
-    let ip = peer.map_or_else(
-        || "unknown".to_string(),
-        |axum::Extension(ConnectInfo(a))| a.ip().to_string(),
-    );
+    let ip = match peer {
+        Some(axum::Extension(ConnectInfo(a))) => {
+            client_ip(a.ip(), &headers, &state.config.ui.trusted_proxies).to_string()
+        }
+        None => "unknown".to_string(),
+    };
     let email_key: String = form.email.trim().to_lowercase().chars().take(254).collect();
     for limited in [
         state.ui.per_ip.check(&ip),
@@ -735,6 +778,83 @@ async fn setup(
         Err(e) => {
             restore(&state);
             ApiError::from(e).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn ip(s: &str) -> std::net::IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_forwarded_address_counts_only_behind_a_trusted_proxy() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        // No trusted proxies, or a peer that is not one: the header is ignored.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &headers(&["1.2.3.4"]), &[]),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &headers(&["1.2.3.4"]), &trusted),
+            ip("203.0.113.9")
+        );
+        // Behind the proxy: the nearest untrusted hop, not a spoofed first entry.
+        assert_eq!(
+            client_ip(
+                ip("10.0.0.2"),
+                &headers(&["6.6.6.6, 198.51.100.7"]),
+                &trusted
+            ),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(
+                ip("10.0.0.2"),
+                &headers(&["6.6.6.6", "198.51.100.7, 10.0.0.5"]),
+                &trusted
+            ),
+            ip("198.51.100.7")
+        );
+        // Junk or nothing but proxies: the last trusted hop stands.
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &headers(&["nonsense"]), &trusted),
+            ip("10.0.0.2")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &headers(&["10.1.1.1"]), &trusted),
+            ip("10.1.1.1")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &headers(&[]), &trusted),
+            ip("10.0.0.2")
+        );
+    }
+
+    #[test]
+    fn only_paths_of_this_ui_are_followed_after_sign_in() {
+        assert_eq!(safe_next("/ui/p/demo/flags?q=x"), "/ui/p/demo/flags?q=x");
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/ui//evil",
+            "/api/v1/projects",
+            "/ui/login",
+            "/ui\\x",
+            "",
+        ] {
+            assert_eq!(safe_next(bad), "/ui", "{bad}");
         }
     }
 }

@@ -32,13 +32,13 @@ async fn root() -> Response {
     see_other("/ui")
 }
 
-/// The start page: the first project's flags, or the projects page when
-/// the viewer sees none.
+/// The start page: the flags of the viewer's one project, or the
+/// projects page when they see several (or none).
 async fn home(State(state): State<AppState>, viewer: Viewer) -> Response {
     match state.store.list_projects().await {
-        Ok(all) => match viewer.visible(&all).first() {
-            Some(p) => see_other(&format!("/ui/p/{}/flags", p.key)),
-            None => see_other("/ui/projects"),
+        Ok(all) => match viewer.visible(&all).as_slice() {
+            [one] => see_other(&format!("/ui/p/{}/flags", one.key)),
+            _ => see_other("/ui/projects"),
         },
         Err(e) => error_page(Some(&viewer), &store_error(e)),
     }

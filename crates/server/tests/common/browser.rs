@@ -293,6 +293,49 @@ impl Browser {
             .unwrap_or_else(|e| panic!("script failed: {e}"))
     }
 
+    /// Problems a keyboard or screen-reader user would meet on this page:
+    /// form controls without a label, buttons and links without a name,
+    /// images without alternative text, a page without one `h1` or without
+    /// `lang`. Empty when there are none.
+    pub async fn accessibility_problems(&self) -> Vec<String> {
+        let found = self
+            .eval(
+                r#"
+                const problems = [];
+                const name = (el) => (el.getAttribute('aria-label') || el.getAttribute('title') || el.textContent || '').trim();
+                for (const el of document.querySelectorAll('input, select, textarea')) {
+                  if (el.type === 'hidden' || el.closest('template')) continue;
+                  const labelled = (el.id && document.querySelector('label[for="' + CSS.escape(el.id) + '"]'))
+                    || el.closest('label') || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby');
+                  if (!labelled) problems.push('no label: ' + el.outerHTML.slice(0, 120));
+                }
+                for (const el of document.querySelectorAll('button, a[href]')) {
+                  if (el.closest('template')) continue;
+                  if (!name(el) && !el.querySelector('img[alt]')) problems.push('no name: ' + el.outerHTML.slice(0, 120));
+                }
+                for (const el of document.querySelectorAll('img:not([alt])')) problems.push('no alt: ' + el.outerHTML.slice(0, 120));
+                const ids = new Map();
+                for (const el of document.querySelectorAll('[id]')) {
+                  if (el.closest('template')) continue;
+                  if (ids.has(el.id)) problems.push('duplicate id: ' + el.id);
+                  ids.set(el.id, true);
+                }
+                if (document.querySelectorAll('h1').length !== 1) problems.push('h1 count: ' + document.querySelectorAll('h1').length);
+                if (!document.documentElement.lang) problems.push('no lang on html');
+                return problems;
+                "#,
+            )
+            .await;
+        found
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Saves a PNG of the window as `NAME.png` in [`screenshot_dir`], at
     /// desktop size, and `NAME-phone.png` at phone width when `phone`.
     pub async fn screenshot(&self, name: &str, phone: bool) {
