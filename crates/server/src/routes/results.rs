@@ -20,10 +20,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use switchyard_aggregate::AnalysisOptions;
+use switchyard_aggregate::{AnalysisOptions, ExperimentResults};
 use switchyard_core::model::ExperimentStatus;
 use switchyard_stats::{Correction, Engine, Settings};
-use switchyard_store::Role;
+use switchyard_store::{ExperimentDefinition, Role};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -128,6 +128,40 @@ struct ResultsQuery {
     breakdown: Option<bool>,
 }
 
+/// An experiment's results from the aggregator, with `opts`; the
+/// aggregator reloads the experiments once when it has not heard of this
+/// one yet (started a moment ago). The results API and the UI's results
+/// page both read them here.
+pub(crate) async fn aggregated(
+    state: &AppState,
+    experiment: &ExperimentDefinition,
+    opts: &AnalysisOptions,
+) -> ApiResult<ExperimentResults> {
+    let Some(agg) = state.aggregation.clone() else {
+        return Err(ApiError::Unavailable(
+            "the aggregator is not running on this server".into(),
+        ));
+    };
+    let (project, env, key) = (
+        experiment.project.as_str(),
+        experiment.environment.as_str(),
+        experiment.key.as_str(),
+    );
+    let invalid = |e: switchyard_aggregate::ResultsError| {
+        ApiError::invalid_field(
+            e.field.strip_prefix("settings.").unwrap_or(&e.field),
+            e.message,
+        )
+    };
+    let mut found = agg.results(project, env, key, opts).map_err(invalid)?;
+    if found.is_none() {
+        // Started a moment ago: the consumer has not heard of it yet.
+        agg.refresh(state.store.as_ref()).await?;
+        found = agg.results(project, env, key, opts).map_err(invalid)?;
+    }
+    found.ok_or_else(|| ApiError::Unavailable("the experiment's results are not ready yet".into()))
+}
+
 fn rfc3339(ms: i64) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
     t.format(&time::format_description::well_known::Rfc3339)
@@ -174,11 +208,6 @@ async fn results(
             "experiment {key:?} is a draft: it has results once it is started"
         )));
     }
-    let Some(agg) = state.aggregation.clone() else {
-        return Err(ApiError::Unavailable(
-            "the aggregator is not running on this server".into(),
-        ));
-    };
     let opts = AnalysisOptions {
         settings,
         weights: experiment
@@ -189,23 +218,7 @@ async fn results(
         max_points: points,
         breakdown: q.breakdown.unwrap_or(true),
     };
-    let invalid = |e: switchyard_aggregate::ResultsError| {
-        ApiError::invalid_field(
-            e.field.strip_prefix("settings.").unwrap_or(&e.field),
-            e.message,
-        )
-    };
-    let mut found = agg.results(&project, &env, &key, &opts).map_err(invalid)?;
-    if found.is_none() {
-        // Started a moment ago: the consumer has not heard of it yet.
-        agg.refresh(state.store.as_ref()).await?;
-        found = agg.results(&project, &env, &key, &opts).map_err(invalid)?;
-    }
-    let Some(r) = found else {
-        return Err(ApiError::Unavailable(
-            "the experiment's results are not ready yet".into(),
-        ));
-    };
+    let r = aggregated(&state, &experiment, &opts).await?;
     let mut body = serde_json::to_value(&r)
         .map_err(|e| ApiError::Internal(format!("results do not serialise: {e}")))?;
     // `serve --demo` feeds this experiment with simulated events: say so

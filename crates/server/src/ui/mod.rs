@@ -55,9 +55,13 @@ use crate::state::AppState;
 pub use ipnet::IpNet;
 
 pub mod assets;
+pub mod charts;
+pub mod experiments;
 pub mod flags;
 pub mod layout;
+pub mod metrics;
 pub mod pages;
+pub mod results;
 
 pub const SESSION_COOKIE: &str = "sy_session";
 const LOGIN_CSRF_COOKIE: &str = "sy_login_csrf";

@@ -18,6 +18,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/", get(home))
         .route("/ui/assets/{name}", get(super::assets::serve))
         .merge(super::flags::routes())
+        .merge(super::experiments::routes())
+        .merge(super::metrics::routes())
 }
 
 fn see_other(to: &str) -> Response {

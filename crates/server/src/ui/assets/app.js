@@ -168,7 +168,8 @@
 
   function reportError(form, result) {
     const err = (result.json && result.json.error) || {};
-    const box = form.querySelector(".form-alert") || document.getElementById("page-alert");
+    // A button outside any form reports in the page's alert, not in some form's.
+    const box = (form === document.body ? null : form.querySelector(".form-alert")) || document.getElementById("page-alert");
     if (result.status === 412) {
       showAlert(box, "warn", "Someone else saved a change since you opened this page.",
         " Nothing was saved. Reload the page to see their change, then make yours again.");
