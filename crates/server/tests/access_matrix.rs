@@ -289,6 +289,22 @@ fn rows() -> Vec<(Method, &'static str, Option<Value>, [u16; 7])> {
             None,
             [401, 403, 403, 200, 403, 403, 403],
         ),
+        // People: organisation-wide admins only.
+        (M::GET, "/users", None, [401, 403, 403, 200, 403, 403, 403]),
+        (
+            M::POST,
+            "/users",
+            Some(
+                json!({"email": "u-{k}@example.com", "password": "long enough secret", "role": "viewer"}),
+            ),
+            [401, 403, 403, 201, 403, 403, 403],
+        ),
+        (
+            M::DELETE,
+            "/users/nobody@example.com",
+            None,
+            [401, 403, 403, 404, 403, 403, 403],
+        ),
         (M::GET, "/audit", None, [401, 200, 200, 200, 200, 403, 403]),
         (M::GET, "/audit?project=demo", None, R),
         (

@@ -30,6 +30,7 @@ mod metrics;
 mod projects;
 mod resource;
 mod segments;
+mod users;
 
 /// The OpenAPI 3.1 document of every route of the server.
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
@@ -46,6 +47,7 @@ pub fn router() -> Router<AppState> {
         .merge(holdouts::router())
         .merge(api_keys::router())
         .merge(audit::router())
+        .merge(users::router())
         // Last: it applies to the routes registered before it.
         .method_not_allowed_fallback(method_not_allowed)
 }

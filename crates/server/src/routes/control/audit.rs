@@ -17,7 +17,7 @@ use crate::extract::ApiQuery;
 use crate::state::AppState;
 
 /// The kinds of resource the store records.
-pub const RESOURCE_KINDS: [&str; 8] = [
+pub const RESOURCE_KINDS: [&str; 9] = [
     "project",
     "environment",
     "flag",
@@ -26,6 +26,7 @@ pub const RESOURCE_KINDS: [&str; 8] = [
     "experiment",
     "holdout",
     "api_key",
+    "user",
 ];
 
 pub fn router() -> Router<AppState> {
