@@ -32,6 +32,8 @@ mod resource;
 mod segments;
 mod users;
 
+pub use audit::RESOURCE_KINDS;
+
 /// The OpenAPI 3.1 document of every route of the server.
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 

@@ -55,13 +55,17 @@ use crate::state::AppState;
 pub use ipnet::IpNet;
 
 pub mod assets;
+pub mod audit;
 pub mod charts;
+pub mod deadletters;
 pub mod experiments;
 pub mod flags;
 pub mod layout;
 pub mod metrics;
+pub mod org;
 pub mod pages;
 pub mod results;
+pub mod users;
 
 pub const SESSION_COOKIE: &str = "sy_session";
 const LOGIN_CSRF_COOKIE: &str = "sy_login_csrf";

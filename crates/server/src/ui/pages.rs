@@ -20,6 +20,10 @@ pub fn routes() -> Router<AppState> {
         .merge(super::flags::routes())
         .merge(super::experiments::routes())
         .merge(super::metrics::routes())
+        .merge(super::org::routes())
+        .merge(super::users::routes())
+        .merge(super::audit::routes())
+        .merge(super::deadletters::routes())
 }
 
 fn see_other(to: &str) -> Response {

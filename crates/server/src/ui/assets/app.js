@@ -280,10 +280,33 @@
     if (form.matches("form[data-api]")) { ev.preventDefault(); submitForm(form); }
   });
 
+  // button[data-copy="CSS"]: copies the text of the element CSS names (a
+  // secret shown once); where the clipboard is not available (plain HTTP
+  // off localhost), selects the text for the person to copy.
+  async function copyText(button) {
+    const el = document.querySelector(button.dataset.copy);
+    if (!el) return;
+    const label = button.dataset.label || button.textContent;
+    button.dataset.label = label;
+    try {
+      await navigator.clipboard.writeText(el.textContent);
+      button.textContent = "Copied";
+    } catch (e) {
+      const range = document.createRange();
+      range.selectNodeContents(el);
+      const sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+      button.textContent = "Selected: press Ctrl+C (or ⌘C)";
+    }
+    setTimeout(() => { button.textContent = label; }, 4000);
+  }
+
   document.addEventListener("click", (ev) => {
     const t = ev.target.closest("button");
     if (!t) return;
     if (t.hasAttribute("data-call")) { ev.preventDefault(); clickAction(t); return; }
+    if (t.hasAttribute("data-copy")) { ev.preventDefault(); copyText(t); return; }
     if (t.hasAttribute("data-add")) { ev.preventDefault(); addItem(t); return; }
     const item = t.closest("[data-item]");
     if (t.hasAttribute("data-remove") && item) { ev.preventDefault(); item.remove(); return; }
