@@ -31,6 +31,12 @@ async fn click_confirm(b: &Browser, css: &str) -> String {
     panic!("{css} asked for no confirmation");
 }
 
+/// The page has no problem the accessibility check finds.
+async fn accessible(b: &Browser, page: &str) {
+    let problems = b.accessibility_problems().await;
+    assert!(problems.is_empty(), "{page}: {problems:?}");
+}
+
 async fn admin_api(server: &TestServer, method: reqwest::Method, path: &str) -> Value {
     reqwest::Client::new()
         .request(method, format!("{}/api/v1{path}", server.url))
@@ -62,6 +68,7 @@ async fn an_admin_creates_a_server_key_sees_its_secret_once_and_revokes_it() {
     b.sign_in(ADMIN, PASSWORD).await;
     b.goto("/ui/keys").await;
     b.wait_for_text("#keys", "Active").await;
+    accessible(&b, "keys").await;
 
     // A server key without a project: the API's error, next to the field.
     b.click("#new-key summary").await;
@@ -130,6 +137,7 @@ async fn an_admin_adds_renames_and_deletes_an_environment_and_the_audit_log_show
     b.sign_in(ADMIN, PASSWORD).await;
     b.goto("/ui/projects").await;
     b.wait_for_text("#project-demo", "production").await;
+    accessible(&b, "projects").await;
     b.screenshot("projects", true).await;
 
     // A bad key: the API's message next to the key field.
@@ -179,6 +187,7 @@ async fn an_admin_adds_renames_and_deletes_an_environment_and_the_audit_log_show
             .await
             .contains("\"Staging EU\"")
     );
+    accessible(&b, "audit").await;
     b.screenshot("audit", true).await;
 
     // Delete it, after a clear question.
@@ -216,6 +225,7 @@ async fn an_admin_adds_a_person_who_can_then_sign_in_and_disables_them() {
     b.sign_in(ADMIN, PASSWORD).await;
     b.goto("/ui/users").await;
     b.wait_for_text("#people", ADMIN).await;
+    accessible(&b, "people").await;
     b.click("#new-person summary").await;
     b.fill("#user-email", "pam@example.com").await;
     b.fill("#user-password", "short").await;
@@ -299,6 +309,7 @@ async fn the_dead_letter_page_lists_a_rejected_event_escaped_and_replays() {
         "the raw event is shown as text: {raw}"
     );
     assert!(!b.exists("#letters b").await, "and never as markup");
+    accessible(&b, "dead letters").await;
     b.screenshot("dead-letters", true).await;
 
     let question = click_confirm(&b, "main .head button.primary").await;
@@ -327,6 +338,7 @@ async fn a_viewer_sees_these_pages_without_any_control() {
 
     b.goto("/ui/keys").await;
     b.wait_for_text("main", "Only admins").await;
+    accessible(&b, "keys (viewer)").await;
     assert!(!b.exists(controls).await, "no controls on keys");
     assert!(!b.body_text().await.contains("sy_admin"), "no key listed");
     b.screenshot("keys-viewer", false).await;
