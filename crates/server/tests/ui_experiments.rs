@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::browser::{Browser, PASSWORD, add_user};
 use common::{Backend, TestServer, start_aggregating};
 use serde_json::{Value, json};
-use switchyard_core::model::ExperimentStatus;
+use switchyard_core::model::{ExperimentStatus, Serve};
 use switchyard_store::Role;
 
 async fn server() -> TestServer {
@@ -50,6 +50,34 @@ async fn send(server: &TestServer, key: &str, events: &[Value]) {
         let report: Value = r.json().await.unwrap();
         assert_eq!(report["rejected"], json!([]), "{report}");
     }
+}
+
+/// Makes `flag`'s fallthrough in `env` serve `experiment` (as the flag
+/// editor would).
+async fn route_flag_to(server: &TestServer, flag: &str, env: &str, experiment: &str) {
+    let f = server.store.get_flag("demo", flag).await.unwrap();
+    let mut environments = f.environments.clone();
+    let settings = environments
+        .entry(env.to_string())
+        .or_insert_with(|| f.settings_for(env));
+    settings.enabled = true;
+    settings.fallthrough = Serve::Experiment(experiment.into());
+    let input = switchyard_store::FlagInput {
+        key: f.key.clone(),
+        name: f.name,
+        description: f.description,
+        flag_type: f.flag_type,
+        variations: f.variations,
+        tags: f.tags,
+        metadata: f.metadata,
+        archived: f.archived,
+        environments,
+    };
+    server
+        .store
+        .update_flag("user:test", "demo", flag, f.version, input)
+        .await
+        .unwrap();
 }
 
 /// Says yes to the page's confirmation questions (until it reloads).
@@ -121,6 +149,8 @@ async fn an_editor_creates_and_starts_an_experiment_watches_its_results_update_a
     let text = b.wait_for_text("main", "One-page checkout").await;
     assert!(text.contains("Running"), "{text}");
     assert!(text.contains("New experiment"), "{text}");
+    let problems = b.accessibility_problems().await;
+    assert!(problems.is_empty(), "{problems:#?}");
     b.screenshot("experiments", true).await;
 
     // Create it on the demo's `new-search` flag (variations off and on).
@@ -160,6 +190,8 @@ async fn an_editor_creates_and_starts_an_experiment_watches_its_results_update_a
         "70",
     )
     .await;
+    let problems = b.accessibility_problems().await;
+    assert!(problems.is_empty(), "{problems:#?}");
     b.screenshot("experiment-create", true).await;
     b.click("form[data-api] button[type=submit]").await;
     b.wait_for_text(".form-alert", "Not saved").await;
@@ -192,6 +224,18 @@ async fn an_editor_creates_and_starts_an_experiment_watches_its_results_update_a
         serde_json::to_value(&stored.metrics).unwrap(),
         json!([{"metric": "purchase", "role": "goal"}, {"metric": "revenue", "role": "guardrail"}])
     );
+
+    // The flag does not send units to it yet: the page says so. Once the
+    // flag's fallthrough in development serves the experiment, it does not.
+    b.wait_for_text("main", "No traffic reaches this experiment")
+        .await;
+    route_flag_to(&server, "new-search", "development", "search-test").await;
+    b.goto("/ui/p/demo/experiments/development/search-test")
+        .await;
+    let text = b.wait_for_text("main", "Search ranking").await;
+    assert!(!text.contains("No traffic reaches"), "{text}");
+    let problems = b.accessibility_problems().await;
+    assert!(problems.is_empty(), "{problems:#?}");
 
     // No data yet: said so, not a meaningless number.
     b.wait_for_text("#results", "Results").await;
@@ -229,7 +273,17 @@ async fn an_editor_creates_and_starts_an_experiment_watches_its_results_update_a
         "six hours of exposures draw the effect over time"
     );
     assert!(!text.contains("Sample ratio mismatch"), "{text}");
+    b.eval("document.getElementById('results').scrollIntoView(); return true")
+        .await;
     b.screenshot("experiment-results", true).await;
+    b.eval("document.querySelector('#results .metric').scrollIntoView(); return true")
+        .await;
+    b.screenshot("experiment-results-metric", true).await;
+    b.eval("document.querySelector('#results .breakdown').scrollIntoView(); return true")
+        .await;
+    b.screenshot("experiment-results-breakdown", false).await;
+    let problems = b.accessibility_problems().await;
+    assert!(problems.is_empty(), "{problems:#?}");
 
     // Ship the winner: stopped, serving `on`.
     accept_confirms(&b).await;
@@ -413,6 +467,8 @@ async fn metrics_are_created_and_edited_with_the_apis_errors_beside_the_field() 
     )
     .await;
     b.fill("#denominator-event", "visit").await;
+    let problems = b.accessibility_problems().await;
+    assert!(problems.is_empty(), "{problems:#?}");
     b.screenshot("metric-form", true).await;
     b.click("form[data-api] button[type=submit]").await;
     // The API's error (a bad regex) is shown beside the conditions.

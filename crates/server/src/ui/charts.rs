@@ -92,14 +92,16 @@ fn symmetric(values: impl Iterator<Item = f64>) -> f64 {
     (m * 1.15).max(0.01)
 }
 
-const W: f64 = 640.0;
-const LABEL_W: f64 = 120.0;
-const RIGHT: f64 = 16.0;
+/// Width of the charts' coordinate system: two fit side by side on a
+/// desktop, and each stays legible at phone width.
+const W: f64 = 480.0;
+const LABEL_W: f64 = 84.0;
+const RIGHT: f64 = 14.0;
 
 /// The effect of each variation against the baseline with its interval,
 /// on one axis with zero marked. `level` names the interval ("95%").
 pub fn intervals(rows: &[IntervalRow], level: &str, title: &str) -> Markup {
-    let row_h = 30.0;
+    let row_h = 40.0;
     let top = 8.0;
     let axis_h = 26.0;
     let h = top + row_h * rows.len() as f64 + axis_h;
@@ -132,7 +134,8 @@ pub fn intervals(rows: &[IntervalRow], level: &str, title: &str) -> Markup {
             @for (i, r) in rows.iter().enumerate() {
                 @let y = top + row_h * (i as f64 + 0.5);
                 @let c = r.verdict.colour();
-                text.label x=(fx(LABEL_W - 10.0)) y=(fx(y + 4.0)) text-anchor="end" { (truncate(&r.label, 16)) }
+                text.label x=(fx(LABEL_W - 10.0)) y=(fx(y + 4.0)) text-anchor="end" { (truncate(&r.label, 12)) }
+                text.value x=(fx(x(r.estimate))) y=(fx(y - 11.0)) text-anchor="middle" style=(format!("fill:{c}")) { (signed_pct(r.estimate)) }
                 line x1=(fx(x(r.lower))) x2=(fx(x(r.upper))) y1=(fx(y)) y2=(fx(y)) stroke=(c) stroke-width="7" stroke-linecap="butt" opacity="0.35" {}
                 @if !r.lower.is_finite() || r.lower < -d {
                     path d=(format!("M{} {}l8 -6v12z", fx(LABEL_W), fx(y))) fill=(c) {}
@@ -159,7 +162,7 @@ pub struct SeriesPoint {
 /// zero marked. Early points with very wide intervals are cut at the
 /// chart's edge (the later, narrower ones set the scale).
 pub fn over_time(points: &[SeriesPoint], level: &str, title: &str) -> Markup {
-    let h = 200.0;
+    let h = 220.0;
     let (left, right, top, bottom) = (56.0, 12.0, 10.0, 26.0);
     let pw = W - left - right;
     let ph = h - top - bottom;
@@ -230,7 +233,7 @@ pub fn over_time(points: &[SeriesPoint], level: &str, title: &str) -> Markup {
     html! {
         svg.chart.series viewBox=(format!("0 0 {W} {h}")) width=(W) height=(h) role="img" aria-label=(label) {
             title { (label) }
-            @for t in ticks(lo, hi, 4) {
+            @for t in ticks(lo, hi, 5) {
                 line x1=(fx(left)) x2=(fx(W - right)) y1=(fx(y(t))) y2=(fx(y(t))) stroke="#e3e6ea" {}
                 text x=(fx(left - 6.0)) y=(fx(y(t) + 4.0)) text-anchor="end" { (signed_pct(t)) }
             }

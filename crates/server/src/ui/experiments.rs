@@ -333,7 +333,7 @@ fn create_form(
                 (field("key", "Key", html! { input #key type="text" data-key="key" data-field="key" required pattern="[a-z0-9][a-z0-9_.\\-]{0,63}" aria-describedby="key-hint" placeholder="checkout-test"; }, Some("Lowercase letters, digits, . _ -; never changes.")))
                 (field("name", "Name", html! { input #name type="text" data-key="name" data-field="name" required placeholder="One-page checkout"; }, None))
             }
-            (field("hypothesis", "Hypothesis", html! { textarea #hypothesis data-key="hypothesis" data-field="hypothesis" rows="2" placeholder="A one-page checkout raises the purchase rate" {} }, None))
+            (field("hypothesis", "Hypothesis", html! { textarea.prose #hypothesis data-key="hypothesis" data-field="hypothesis" rows="2" placeholder="A one-page checkout raises the purchase rate" {} }, None))
             fieldset {
                 legend { "Variations and weights" }
                 div data-repeat="" {
@@ -439,21 +439,9 @@ async fn detail(
             .find(|m| m.definition.key == k && !m.definition.name.is_empty())
             .map_or(k.to_string(), |m| m.definition.name.clone())
     };
-    let body = html! {
-        (layout::head(&[("Experiments", list_url)], &e.name, Some(html! {
-            span.mono { (e.key) } " · " (environment.name) " · " (status_badge(&e))
-        }), html! {
-            @if can_edit { (quick_actions(&e)) }
-        }))
-        @if routed == Some(false) && matches!(e.status, ExperimentStatus::Running) {
-            div.alert.warn role="status" {
-                strong { "No traffic reaches this experiment." }
-                "The flag " code { (e.flag) } " in " (environment.name) " is off or has no rule or fallthrough serving experiment " code { (e.key) } ": change the flag to send units here."
-            }
-        } @else if routed.is_none() {
-            div.alert.warn role="status" { strong { "The flag " code { (e.flag) } " was not found." } }
-        }
-        div.panel.design {
+    let design = html! {
+        section.panel.design aria-labelledby="design-h" {
+            h2 #design-h { "Design" }
             @if !e.hypothesis.is_empty() { p { strong { "Hypothesis: " } (e.hypothesis) } }
             dl.facts {
                 dt { "Flag" } dd { a.mono href=(format!("/ui/p/{project}/flags/{}", e.flag)) { (e.flag) } }
@@ -483,8 +471,30 @@ async fn detail(
                 }
             }
         }
-        @if can_edit { (manage(&e)) }
-        (results)
+    };
+    let body = html! {
+        (layout::head(&[("Experiments", list_url)], &e.name, Some(html! {
+            span.mono { (e.key) } " · " (environment.name) " · " (status_badge(&e))
+        }), html! {
+            @if can_edit { (quick_actions(&e)) }
+        }))
+        @if routed == Some(false) && matches!(e.status, ExperimentStatus::Running) {
+            div.alert.warn role="status" {
+                strong { "No traffic reaches this experiment." }
+                "The flag " code { (e.flag) } " in " (environment.name) " is off or has no rule or fallthrough serving experiment " code { (e.key) } ": change the flag to send units here."
+            }
+        } @else if routed.is_none() {
+            div.alert.warn role="status" { strong { "The flag " code { (e.flag) } " was not found." } }
+        }
+        @if e.status == ExperimentStatus::Draft {
+            (design)
+            @if can_edit { (manage(&e)) }
+            (results)
+        } @else {
+            (results)
+            (design)
+            @if can_edit { (manage(&e)) }
+        }
     };
     layout::page(&viewer, &frame(&e.name, &project, &projects), body)
 }
@@ -536,7 +546,7 @@ fn manage(e: &ExperimentDefinition) -> Markup {
                         div.form-alert hidden {}
                         (field("stop-winner", "Serve afterwards", html! {
                             select #stop-winner data-key="winner" data-optional="" data-field="winner" {
-                                option value="" { "what the flag serves without the experiment" }
+                                option value="" { "no winner: the flag's usual value" }
                                 @for v in &e.variations { option value=(v.variation) { (v.variation) " to everyone in it" } }
                             }
                         }, None))
@@ -597,7 +607,7 @@ fn edit_form(e: &ExperimentDefinition) -> Markup {
                         input #edit-coverage type="number" min="0" max="100" step="0.01" data-key="coverage" data-type="percent" data-field="coverage" value=(pct(e.coverage));
                     }, Some("Raising it keeps every unit in its variation.")))
                 }
-                (field("edit-hypothesis", "Hypothesis", html! { textarea #edit-hypothesis data-key="hypothesis" data-field="hypothesis" rows="2" { (e.hypothesis) } }, None))
+                (field("edit-hypothesis", "Hypothesis", html! { textarea.prose #edit-hypothesis data-key="hypothesis" data-field="hypothesis" rows="2" { (e.hypothesis) } }, None))
                 (field("edit-breakdown", "Break results down by", html! {
                     input #edit-breakdown type="text" data-key="breakdown_by" data-optional="" data-field="breakdown_by" value=(e.breakdown_by.as_deref().unwrap_or(""));
                 }, None))

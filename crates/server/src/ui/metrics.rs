@@ -263,7 +263,7 @@ fn form(project: &str, metric: Option<&Metric>, can_edit: bool) -> Markup {
                     }
                     (field("name", "Name", html! { input #name type="text" data-key="name" data-field="name" value=(d.map_or("", |d| d.name.as_str())) placeholder="Purchase rate"; }, None))
                 }
-                (field("description", "Description", html! { textarea #description data-key="description" data-field="description" rows="2" { (d.map_or("", |d| d.description.as_str())) } }, None))
+                (field("description", "Description", html! { textarea.prose #description data-key="description" data-field="description" rows="2" { (d.map_or("", |d| d.description.as_str())) } }, None))
                 div.grid2 {
                     (field("kind", "Kind", html! {
                         select #kind data-key="kind" data-switch="kind" data-field="kind" {

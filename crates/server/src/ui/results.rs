@@ -203,6 +203,7 @@ fn body(
             div.alert.info role="status" { strong { "Simulated traffic." } (note) }
         }
         div.panel.summary {
+            div.stats {
             div.stat { div.k { "Units" } div.v { (total) } }
             @for v in &r.variations {
                 div.stat {
@@ -217,6 +218,7 @@ fn body(
                     @if srm.mismatch { span.badge.bad { "Mismatch" } } @else if total == 0 { span.badge.off { "No units yet" } } @else { span.badge.good { "OK" } }
                 }
                 div.small.muted { "p = " (fmt_p(srm.p_value)) }
+            }
             }
             p.small.muted {
                 "Phase " (r.phase + 1)
@@ -279,10 +281,10 @@ fn metric_panel(
                     caption.visually-hidden { (title) ": each variation against the control" }
                     thead { tr {
                         th scope="col" { "Variation" }
-                        th scope="col" .num { "Units" }
+                        th scope="col" .num .hide-narrow { "Units" }
                         th scope="col" .num { (mean_label(detail.kind)) }
                         th scope="col" .num { "Change vs control" }
-                        th scope="col" .num { @if engine == Engine::Bayesian { "Chance to win" } @else { "p-value" } }
+                        th scope="col" .num .hide-narrow { @if engine == Engine::Bayesian { "Chance to win" } @else { "p-value" } }
                         th scope="col" { "Verdict" }
                     } }
                     tbody {
@@ -292,18 +294,23 @@ fn metric_panel(
                     }
                 }
             }
-            @if !rows.is_empty() {
-                (charts::intervals(&rows, level, &format!("{title}: change against the control with {level} intervals")))
-                div.legend {
-                    span { i style="background:#1a7f37" {} "better" }
-                    span { i style="background:#c62828" {} "worse" }
-                    span { i style="background:#5b6472" {} "no clear difference" }
-                    span { "bar: " (level) " interval of the relative change; tick: estimate" }
+            div.charts {
+                figure {
+                    figcaption { "Change against the control" }
+                    @if !rows.is_empty() {
+                        (charts::intervals(&rows, level, &format!("{title}: change against the control with {level} intervals")))
+                        div.legend {
+                            span { i style="background:#1a7f37" {} "better" }
+                            span { i style="background:#c62828" {} "worse" }
+                            span { i style="background:#5b6472" {} "unclear" }
+                        }
+                        p.small.muted { "Bar: the " (level) " interval of the relative change; tick: the estimate. A bar across zero is no clear difference." }
+                    } @else if result.variations.len() > 1 {
+                        p.muted { "Not enough data yet for an interval: at least " (MIN_UNITS) " units in each arm are needed." }
+                    }
                 }
-            } @else if result.variations.len() > 1 {
-                p.muted { "Not enough data yet for an interval: at least " (MIN_UNITS) " units in each arm are needed." }
+                (series(r, detail, result, level, title))
             }
-            (series(r, detail, result, base_units, level, title))
         }
     }
 }
@@ -321,16 +328,17 @@ fn variation_row(
                 (v.id)
                 @if v.comparison.is_none() { " " span.tag { "control" } }
             }
-            td.num { (v.units) }
+            td.num.hide-narrow { (v.units) }
             td.num { @if v.units == 0 { "—" } @else { (fmt_mean(detail.kind, v.mean)) } }
             @match &v.comparison {
                 None => {
                     td.num.muted { "baseline" }
-                    td.num.muted { "—" }
+                    td.num.muted.hide-narrow { "—" }
                     td {}
                 }
                 Some(c) if !enough(&c.relative, base_units, v.units) => {
-                    td.num.muted colspan="2" { "Not enough data yet" }
+                    td.num.muted { "Not enough data yet" }
+                    td.num.muted.hide-narrow { "—" }
                     td { span.badge.off { "Waiting for data" } }
                 }
                 Some(c) => {
@@ -340,13 +348,10 @@ fn variation_row(
                         strong { (signed_pct(rel.estimate)) }
                         div.small.muted { (level) " " (signed_pct(ci.lower)) " to " (signed_pct(ci.upper)) }
                         div.small.muted { "absolute " (fmt_abs(detail.kind, c.absolute.estimate)) }
+                        div.small.muted.show-narrow { (chance_or_p(rel, engine)) }
                     }
-                    td.num {
-                        @if engine == Engine::Bayesian {
-                            (rel.chance_to_win.map_or("—".into(), |p| format!("{}%", fmt_num(p * 100.0))))
-                        } @else {
-                            (rel.p_value_adjusted.or(rel.p_value).map_or("—".into(), fmt_p))
-                        }
+                    td.num.hide-narrow {
+                        (chance_or_p_value(rel, engine))
                     }
                     td { (verdict_badge(verdict(rel, detail.direction, engine))) }
                 }
@@ -359,7 +364,6 @@ fn series(
     r: &ExperimentResults,
     detail: &MetricDetail,
     result: &MetricResult,
-    base_units: u64,
     level: &str,
     title: &str,
 ) -> Markup {
@@ -368,7 +372,7 @@ fn series(
         .iter()
         .filter(|v| v.comparison.is_some())
         .collect();
-    if others.is_empty() || base_units < MIN_UNITS {
+    if others.is_empty() {
         return html! {};
     }
     html! {
@@ -387,16 +391,38 @@ fn series(
                     upper: eff.relative_ci.upper,
                 })
             }).collect();
-            details.over-time open[points.len() >= 2] {
-                summary { "Effect over time" @if others_len(result) > 1 { ": " (v.id) } }
+            figure.over-time {
+                figcaption { "Effect over time" @if others_len(result) > 1 { ": " (v.id) } }
                 @if points.len() >= 2 {
                     (charts::over_time(&points, level, &format!("{title}, {} against the control, cumulative by hour of first exposure", v.id)))
-                    p.small.muted { "Cumulative relative change by hour of first exposure, with its " (level) " interval (the band). A band that narrows around a steady line is an effect settling; early swings are noise." }
+                    p.small.muted { "Cumulative relative change by hour of first exposure; the band is its " (level) " interval. Early swings are noise; a band narrowing around a steady line is an effect settling." }
                 } @else {
-                    p.small.muted { "Shown once there are two hours of exposures with at least " (MIN_UNITS) " units per arm." }
+                    p.small.muted { "Drawn once there are two hours of exposures with at least " (MIN_UNITS) " units per arm." }
                 }
             }
         }
+    }
+}
+
+/// The p-value (adjusted when a correction applies) or the chance to win.
+fn chance_or_p_value(rel: &Effect, engine: Engine) -> String {
+    if engine == Engine::Bayesian {
+        rel.chance_to_win
+            .map_or("—".into(), |p| format!("{}%", fmt_num(p * 100.0)))
+    } else {
+        rel.p_value_adjusted
+            .or(rel.p_value)
+            .map_or("—".into(), fmt_p)
+    }
+}
+
+/// "p = 0.011" or "chance to win 97%", for narrow screens.
+fn chance_or_p(rel: &Effect, engine: Engine) -> String {
+    let v = chance_or_p_value(rel, engine);
+    if engine == Engine::Bayesian {
+        format!("chance to win {v}")
+    } else {
+        format!("p = {v}")
     }
 }
 
