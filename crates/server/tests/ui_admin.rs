@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::browser::{Browser, PASSWORD, add_user};
+use common::browser::{Browser, PASSWORD, add_user, add_user_in};
 use common::{Backend, TestServer, start};
 use serde_json::{Value, json};
 use switchyard_store::Role;
@@ -84,6 +84,7 @@ async fn an_admin_creates_a_server_key_sees_its_secret_once_and_revokes_it() {
         "true"
     );
 
+    b.screenshot("keys-error", false).await;
     b.select("#key-project", "demo").await;
     b.select("#key-env-demo", "production").await;
     b.click("#new-key button[type=submit]").await;
@@ -354,6 +355,27 @@ async fn a_viewer_sees_these_pages_without_any_control() {
     b.goto("/ui/events/dead-letters").await;
     b.wait_for_text("main", "No rejected events").await;
     assert!(!b.exists("main [data-call]").await, "no replay button");
+    b.goto("/ui/events/dead-letters?project=nope").await;
+    b.wait_for_text("main", "No such project").await;
+
+    // An admin of one project manages that project's keys only.
+    b.click("header form button[type=submit]").await;
+    b.wait_for_path("/ui/login").await;
+    add_user_in(&server, "pat@example.com", Role::Admin, Some("demo")).await;
+    b.sign_in("pat@example.com", PASSWORD).await;
+    b.goto("/ui/keys").await;
+    b.wait_for_text("main", "API keys").await;
+    let text = b.body_text().await;
+    assert!(!text.contains("bootstrap admin"), "{text}");
+    assert!(!b.exists("#key-project option[value='']").await);
+    b.goto("/ui/users").await;
+    b.wait_for_text("main", "Only organisation admins").await;
+    b.goto("/ui/audit?project=other").await;
+    b.wait_for_text("main", "Audit log").await;
+    assert!(
+        !b.exists("#audit-project option[value='']").await,
+        "bound to demo: no 'every project'"
+    );
     b.close().await;
     server.stop().await;
 }

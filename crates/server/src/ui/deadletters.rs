@@ -114,7 +114,9 @@ async fn dead_letters(
         Some(bound) => bound.clone(),
         None => q.project.trim().to_string(),
     };
-    if !project.is_empty() && viewer.role_in(&project).is_none() {
+    if !project.is_empty()
+        && (viewer.role_in(&project).is_none() || !projects.iter().any(|p| p.key == project))
+    {
         return error_page(
             Some(&viewer),
             &(
@@ -174,7 +176,7 @@ async fn dead_letters(
     let replay_body = serde_json::Value::Object(replay_body).to_string();
     let scope = match (project.as_str(), environment.as_str()) {
         ("", _) => "every project".to_string(),
-        (p, "") => format!("project {p}"),
+        (p, "") => p.to_string(),
         (p, e) => format!("{p} / {e}"),
     };
     let then = format!(
@@ -194,7 +196,7 @@ async fn dead_letters(
                     button.primary type="button" data-call="/api/v1/events/dead-letters/replay" data-method="POST"
                         data-body=(replay_body) data-then=(then)
                         data-confirm=(format!("Replay the rejected events of {scope}? Each is checked again with today's rules; those that pass are added to the event log (counted once), the others stay here with today's reason."))
-                        { "Replay " (scope) }
+                        { "Replay all of " (scope) }
                 }
             }))
         @if let Some(n) = &q.done {

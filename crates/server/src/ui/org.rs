@@ -99,7 +99,7 @@ fn project_panel(viewer: &Viewer, p: &Project, envs: &[Environment]) -> Markup {
                     div.small.muted { span.mono { (k) } " · created " (layout::when(p.created_at)) }
                 }
                 div.actions {
-                    a.button.small href=(format!("/ui/p/{k}/flags")) { "Open" }
+                    a.button.small href=(format!("/ui/p/{k}/flags")) { "Open flags" }
                     @if can_admin {
                         button.small.danger type="button"
                             data-call=(format!("/api/v1/projects/{k}")) data-method="DELETE" data-etag=(p.version)
@@ -278,7 +278,6 @@ async fn keys(State(state): State<AppState>, viewer: Viewer) -> Response {
                         th scope="col" .hide-narrow { "Prefix" }
                         th scope="col" .hide-narrow { "Created" }
                         th scope="col" { "Status" }
-                        th scope="col" { span.visually-hidden { "Actions" } }
                     } }
                     tbody {
                         @for k in &keys {
@@ -294,10 +293,7 @@ async fn keys(State(state): State<AppState>, viewer: Viewer) -> Response {
                                         div.small.muted { (layout::when(at)) }
                                     } @else {
                                         span.badge.on { "Active" }
-                                    }
-                                }
-                                td {
-                                    @if k.revoked_at.is_none() {
+                                        " "
                                         button.small.danger type="button"
                                             data-call=(format!("/api/v1/api-keys/{}", k.id)) data-method="DELETE"
                                             data-confirm=(format!("Revoke the key \"{}\" ({})? Every program using it is refused from now on. This cannot be undone.", k.name, k.prefix))

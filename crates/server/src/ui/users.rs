@@ -86,7 +86,6 @@ async fn users(State(state): State<AppState>, viewer: Viewer) -> Response {
                         th scope="col" { "Project" }
                         th scope="col" .hide-narrow { "Added" }
                         th scope="col" { "Status" }
-                        th scope="col" { span.visually-hidden { "Actions" } }
                     } }
                     tbody {
                         @for u in &users {
@@ -102,9 +101,8 @@ async fn users(State(state): State<AppState>, viewer: Viewer) -> Response {
                                     } @else {
                                         span.badge.on { "Active" }
                                     }
-                                }
-                                td {
                                     @if u.disabled_at.is_none() && u.id != viewer.user.id {
+                                        " "
                                         button.small.danger type="button"
                                             data-call=(format!("/api/v1/users/{}", percent_encoding::utf8_percent_encode(&u.email, percent_encoding::NON_ALPHANUMERIC)))
                                             data-method="DELETE"

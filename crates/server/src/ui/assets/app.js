@@ -204,6 +204,8 @@
         out.scrollIntoView({ block: "nearest" });
         out.querySelector(".secret").focus();
       }
+      // The form is emptied: submitting it again makes another one.
+      if (el.tagName === "FORM") { el.reset(); enhance(el); }
       return;
     }
     if (then === "reload") { window.location.reload(); return; }
