@@ -352,6 +352,32 @@ async fn a_viewer_sees_these_pages_without_any_control() {
     b.wait_for_text("#audit-entries", "system:").await;
     assert!(!b.exists("main [data-call], main form[data-api]").await);
 
+    // Paging: 55 changes are 50 on the first page, 5 older.
+    for i in 0..55 {
+        server
+            .store
+            .create_environment(
+                "system:test",
+                "demo",
+                switchyard_store::EnvironmentInput {
+                    key: format!("e{i}"),
+                    name: format!("E{i}"),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    b.goto("/ui/audit?project=demo&kind=environment").await;
+    b.wait_for_text("#audit-entries", "e54").await;
+    assert_eq!(b.find_all("#audit-entries article").await.len(), 50);
+    b.click("main a.button").await;
+    b.wait_for_path("/ui/audit?project=demo&kind=environment&before_id=")
+        .await;
+    let older = b.wait_for_text("#audit-entries", "e0").await;
+    assert!(!older.contains("e54"), "{older}");
+    // The five older ones, and the demo's own environments from the bootstrap.
+    assert!(b.find_all("#audit-entries article").await.len() >= 5);
+
     b.goto("/ui/events/dead-letters").await;
     b.wait_for_text("main", "No rejected events").await;
     assert!(!b.exists("main [data-call]").await, "no replay button");

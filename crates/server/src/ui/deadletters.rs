@@ -138,6 +138,13 @@ async fn dead_letters(
             Err(e) => return error_page(Some(&viewer), &store_error(e)),
         }
     };
+    // An environment of another project (the project was changed in the
+    // filter form): every environment of this one.
+    let environment = if envs.iter().any(|e| e.key == environment) {
+        environment
+    } else {
+        String::new()
+    };
     let include_replayed = q.replayed.is_some();
     let from = q.from.trim().parse::<u64>().unwrap_or(0);
     let page = match &state.events {
