@@ -238,12 +238,21 @@ async fn an_editor_creates_and_starts_an_experiment_watches_its_results_update_a
     assert!(problems.is_empty(), "{problems:#?}");
 
     // No data yet: said so, not a meaningless number.
-    b.wait_for_text("#results", "Results").await;
+    b.wait_for_text("#results", "Not enough data yet").await;
     assert!(!b.exists("#results svg.intervals").await);
 
     // Traffic arrives while the page is open; the page is not reloaded.
     b.eval("window.__same_page = true; return true").await;
-    let (events, rates) = traffic("search-test", 1000, [0.10, 0.16]);
+    let (mut events, rates) = traffic("search-test", 1000, [0.10, 0.16]);
+    // Two units are exposed to both arms: left out, and said so loudly.
+    for unit in ["both-1", "both-2"] {
+        for variation in ["off", "on"] {
+            events.push(
+                json!({"type": "exposure", "unit": unit, "experiment": "search-test",
+                "variation": variation, "time": now_ms() + 2_000}),
+            );
+        }
+    }
     send(&server, &sdk, &events).await;
     let text = b
         .wait_for_text_for("#results", "Better", Duration::from_secs(40))
@@ -273,6 +282,10 @@ async fn an_editor_creates_and_starts_an_experiment_watches_its_results_update_a
         "six hours of exposures draw the effect over time"
     );
     assert!(!text.contains("Sample ratio mismatch"), "{text}");
+    assert!(
+        text.contains("2 units saw more than one variation"),
+        "{text}"
+    );
     b.eval("document.getElementById('results').scrollIntoView(); return true")
         .await;
     b.screenshot("experiment-results", true).await;
@@ -409,6 +422,48 @@ async fn a_viewer_reads_experiments_results_and_metrics_without_any_control() {
     assert!(!b.exists("button[data-call]").await, "no lifecycle button");
     assert!(!b.exists("form[data-api]").await, "no lifecycle form");
     assert!(!text.contains("Decide"), "{text}");
+
+    // Units split 3:1 against weights of 1:1: the mismatch is the first
+    // thing the results say.
+    let key = server
+        .store
+        .create_api_key(
+            "test",
+            switchyard_store::ApiKeyInput {
+                name: "sdk".into(),
+                kind: switchyard_store::ApiKeyKind::Server,
+                project: Some("demo".into()),
+                environment: Some("production".into()),
+            },
+        )
+        .await
+        .unwrap()
+        .secret;
+    let t = now_ms() + 1_000;
+    let events: Vec<Value> = (0..400)
+        .map(|u| {
+            json!({"type": "exposure", "unit": format!("u-{u}"), "experiment": "checkout-test",
+                "variation": if u % 4 == 0 { "one-page" } else { "classic" }, "time": t})
+        })
+        .collect();
+    send(&server, &key, &events).await;
+    let text = b
+        .wait_for_text_for("#results", "Sample ratio mismatch", Duration::from_secs(30))
+        .await;
+    assert!(text.contains("do not trust these results"), "{text}");
+    let first = b
+        .eval("return document.querySelector('#results .alert')?.textContent ?? ''")
+        .await;
+    assert!(
+        first
+            .as_str()
+            .unwrap_or("")
+            .contains("Sample ratio mismatch"),
+        "the first alert of the results: {first}"
+    );
+    b.eval("document.getElementById('results').scrollIntoView(); return true")
+        .await;
+    b.screenshot("experiment-results-srm", false).await;
 
     // The create page is refused; so is a missing experiment, politely.
     b.goto("/ui/p/demo/experiments/new").await;

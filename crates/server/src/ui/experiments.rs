@@ -326,8 +326,8 @@ fn create_form(
             div.form-alert hidden {}
             input type="hidden" data-key="flag" value=(flag.key);
             p.small.muted {
-                "On flag " strong { (flag.name) } " (" code { (flag.key) } "). Units reach the experiment where a rule or the fallthrough of this flag in "
-                (env.name) " serves the experiment; creating it with the flag's editor, or with “Start now” on a flag that already does, starts the traffic."
+                "On flag " strong { (flag.name) } " (" code { (flag.key) } "). Units take part where this flag, in "
+                (env.name) ", serves the experiment: a rule or the fallthrough set in the flag's editor. Until then it gets no traffic."
             }
             div.grid2 {
                 (field("key", "Key", html! { input #key type="text" data-key="key" data-field="key" required pattern="[a-z0-9][a-z0-9_.\\-]{0,63}" aria-describedby="key-hint" placeholder="checkout-test"; }, Some("Lowercase letters, digits, . _ -; never changes.")))

@@ -173,8 +173,9 @@ fn body(
             @if w.code == "srm_mismatch" {
                 div.alert.error.loud role="alert" {
                     strong { "Sample ratio mismatch: do not trust these results yet." }
-                    (w.message) ". The units did not split as the weights say (p = " (fmt_p(srm.p_value))
-                    "); something (a redirect, a bot filter, a crash in one arm) treats the variations differently. Find the cause before reading any effect."
+                    "The units split " (r.variations.iter().map(|v| v.units.to_string()).collect::<Vec<_>>().join(" / "))
+                    " where the weights say " (r.variations.iter().map(|v| format!("{}%", whole(v.weight / 100.0))).collect::<Vec<_>>().join(" / "))
+                    " (" (p_text(srm.p_value)) "). Something treats the variations differently (a redirect, a bot filter, a crash or a slow page in one arm, exposures logged in one arm only). Find the cause before reading any effect."
                 }
             } @else if w.code != "simulated_traffic" {
                 div.alert.warn role="status" { strong { (humanise(w.code)) } (w.message) }
@@ -209,7 +210,7 @@ fn body(
                 div.stat {
                     div.k { (v.key) }
                     div.v { (v.units) }
-                    div.small.muted { (fmt_num(share(v.units, total) * 100.0)) "% of units · weight " (fmt_num(v.weight / 100.0)) "%" }
+                    div.small.muted { (fmt_num(share(v.units, total) * 100.0)) "% of units · weight " (whole(v.weight / 100.0)) "%" }
                 }
             }
             div.stat {
@@ -217,7 +218,7 @@ fn body(
                 div.v {
                     @if srm.mismatch { span.badge.bad { "Mismatch" } } @else if total == 0 { span.badge.off { "No units yet" } } @else { span.badge.good { "OK" } }
                 }
-                div.small.muted { "p = " (fmt_p(srm.p_value)) }
+                div.small.muted { (p_text(srm.p_value)) }
             }
             }
             p.small.muted {
@@ -306,7 +307,7 @@ fn metric_panel(
                         }
                         p.small.muted { "Bar: the " (level) " interval of the relative change; tick: the estimate. A bar across zero is no clear difference." }
                     } @else if result.variations.len() > 1 {
-                        p.muted { "Not enough data yet for an interval: at least " (MIN_UNITS) " units in each arm are needed." }
+                        p.muted { "Not enough data yet for an interval (see the table for why)." }
                     }
                 }
                 (series(r, detail, result, level, title))
@@ -337,7 +338,10 @@ fn variation_row(
                     td {}
                 }
                 Some(c) if !enough(&c.relative, base_units, v.units) => {
-                    td.num.muted { "Not enough data yet" }
+                    td.num.muted {
+                        "Not enough data yet"
+                        div.small { (waiting_for(&c.relative, base_units, v.units)) }
+                    }
                     td.num.muted.hide-narrow { "—" }
                     td { span.badge.off { "Waiting for data" } }
                 }
@@ -418,11 +422,12 @@ fn chance_or_p_value(rel: &Effect, engine: Engine) -> String {
 
 /// "p = 0.011" or "chance to win 97%", for narrow screens.
 fn chance_or_p(rel: &Effect, engine: Engine) -> String {
-    let v = chance_or_p_value(rel, engine);
     if engine == Engine::Bayesian {
-        format!("chance to win {v}")
+        format!("chance to win {}", chance_or_p_value(rel, engine))
     } else {
-        format!("p = {v}")
+        rel.p_value_adjusted
+            .or(rel.p_value)
+            .map_or("p —".into(), p_text)
     }
 }
 
@@ -627,6 +632,42 @@ pub fn fmt_num(x: f64) -> String {
         3
     };
     format!("{x:.digits$}")
+}
+
+/// Why an effect is not shown yet.
+fn waiting_for(effect: &Effect, base_units: u64, units: u64) -> String {
+    use switchyard_stats::ErrorCode;
+    if base_units < MIN_UNITS || units < MIN_UNITS {
+        return format!(
+            "{} of {MIN_UNITS} units in the smaller arm",
+            base_units.min(units)
+        );
+    }
+    match effect.error {
+        Some(ErrorCode::ZeroVariance | ErrorCode::ZeroBaselineMean) => {
+            "every unit has the same value so far (no conversions?)".into()
+        }
+        _ => "the data do not allow an estimate yet".into(),
+    }
+}
+
+/// A number without decimals when it is whole: `50`, `33.33`.
+fn whole(x: f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// "p = 0.011", or "p < 0.001".
+fn p_text(p: f64) -> String {
+    let v = fmt_p(p);
+    if v.starts_with('<') {
+        format!("p {v}")
+    } else {
+        format!("p = {v}")
+    }
 }
 
 fn fmt_p(p: f64) -> String {
