@@ -14,7 +14,16 @@ use super::layout::{self, Frame, Nav, Viewer, error_page, store_error};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/ui/p/{project}/flags", get(list))
+    Router::new()
+        .route("/ui/p/{project}/flags", get(list))
+        .route(
+            "/ui/p/{project}/flags/new",
+            get(super::flag_editor::new_flag),
+        )
+        .route(
+            "/ui/p/{project}/flags/{key}",
+            get(super::flag_editor::flag_page),
+        )
 }
 
 /// A flag no one has changed for this long, serving one variation in
@@ -51,8 +60,8 @@ pub fn is_stale(flag: &FlagDefinition, envs: &[Environment], now: time::OffsetDa
         && envs.iter().all(|e| serves_one(&flag.settings_for(&e.key)))
 }
 
-fn status_cell(flag: &FlagDefinition, env: &str) -> Markup {
-    let s = flag.settings_for(env);
+fn status_cell(project: &str, flag: &FlagDefinition, env: &Environment, can_edit: bool) -> Markup {
+    let s = flag.settings_for(&env.key);
     let detail = if !s.enabled {
         format!("serves {}", s.off_variation)
     } else if s.rules.is_empty() {
@@ -71,6 +80,7 @@ fn status_cell(flag: &FlagDefinition, env: &str) -> Markup {
     html! {
         @if s.enabled { span.badge.on { "On" } } @else { span.badge.off { "Off" } }
         div.small.muted { (detail) }
+        @if can_edit { (super::flag_editor::switch_button(project, &flag.key, env, s.enabled, flag.version)) }
     }
 }
 
@@ -196,7 +206,7 @@ async fn list(
                                         @if is_stale(f, &envs, now) { span.badge.warn title="Unchanged for 30 days and serving one variation everywhere" { "stale" } }
                                     }
                                 }
-                                @for e in &envs { td { (status_cell(f, &e.key)) } }
+                                @for e in &envs { td { (status_cell(&project, f, e, can_edit)) } }
                                 td.hide-narrow.small.muted { (layout::when(f.updated_at)) }
                             }
                         }

@@ -59,6 +59,7 @@ pub mod audit;
 pub mod charts;
 pub mod deadletters;
 pub mod experiments;
+pub mod flag_editor;
 pub mod flags;
 pub mod layout;
 pub mod metrics;
@@ -66,6 +67,8 @@ pub mod org;
 pub mod pages;
 pub mod results;
 pub mod users;
+pub mod rules;
+pub mod segments;
 
 pub const SESSION_COOKIE: &str = "sy_session";
 const LOGIN_CSRF_COOKIE: &str = "sy_login_csrf";

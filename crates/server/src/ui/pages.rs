@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .merge(super::users::routes())
         .merge(super::audit::routes())
         .merge(super::deadletters::routes())
+        .merge(super::segments::routes())
 }
 
 fn see_other(to: &str) -> Response {

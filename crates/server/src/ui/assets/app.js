@@ -63,6 +63,12 @@
         try { return JSON.parse(text); } catch (e) { return String(raw); }
       case "lines":
         return text.split(/[\n,]/).map((s) => s.trim()).filter((s) => s !== "");
+      case "lines-json":
+        // One value per line or comma, each JSON if it parses ("3", "true",
+        // "\"quoted text\"") else the text itself.
+        return text.split(/[\n,]/).map((s) => s.trim()).filter((s) => s !== "").map((s) => {
+          try { return JSON.parse(s); } catch (e) { return s; }
+        });
       default:
         return String(raw);
     }
@@ -82,6 +88,11 @@
           out[child.dataset.obj] = readScope(child, root);
         } else if (child.hasAttribute("data-list")) {
           out[child.dataset.list] = readList(child, root);
+        } else if (child.hasAttribute("data-map")) {
+          // Items with a "k" and a "v" value, as one object.
+          const obj = {};
+          for (const it of readList(child, root)) if (it.k !== undefined && it.k !== "") obj[it.k] = it.v;
+          out[child.dataset.map] = obj;
         } else if (child.hasAttribute("data-key")) {
           const v = valueOf(child);
           if (v !== undefined) out[child.dataset.key] = v;
@@ -107,7 +118,7 @@
           } else {
             items.push(readScope(child, root));
           }
-        } else if (!child.hasAttribute("data-list") && !child.hasAttribute("data-obj")) {
+        } else if (!child.hasAttribute("data-list") && !child.hasAttribute("data-obj") && !child.hasAttribute("data-map")) {
           walk(child);
         }
       }
@@ -139,9 +150,56 @@
 
   function markField(el, message) {
     el.setAttribute("aria-invalid", "true");
-    const box = el.closest(".field") && el.closest(".field").querySelector(".field-error");
+    const box = (el.closest(".field") && el.closest(".field").querySelector(".field-error")) ||
+      el.querySelector(":scope > .field-error");
     if (box) box.textContent = message;
-    el.focus();
+    const focusable = el.matches("input, select, textarea, button") ? el : el.querySelector("input, select, textarea");
+    if (focusable) focusable.focus();
+    else el.scrollIntoView({ block: "center" });
+  }
+
+  // A field named by its path in the JSON document the form sends
+  // ("environments.production.rules[1].serve.split.weights"): found the way
+  // the form is read (data-obj, data-list/data-map + item index, data-key),
+  // so it stays right after items were added, removed or moved. The
+  // deepest element found on the way, or null.
+  function locate(form, path) {
+    if (!path) return null;
+    const parts = [];
+    path.replace(/([^.\[\]]+)|\[(\d+)\]/g, (_, name, index) => { parts.push(name !== undefined ? name : Number(index)); return ""; });
+    const named = (scope, name) => {
+      const stack = [...scope.children];
+      while (stack.length) {
+        const el = stack.shift();
+        if (el.hidden || el.tagName === "TEMPLATE") continue;
+        if (el.dataset.obj === name || el.dataset.list === name || el.dataset.map === name || el.dataset.key === name) return el;
+        if (!el.hasAttribute("data-obj") && !el.hasAttribute("data-list") && !el.hasAttribute("data-map") && !el.hasAttribute("data-item")) stack.unshift(...el.children);
+      }
+      return null;
+    };
+    const items = (list) => [...list.querySelectorAll("[data-item]")].filter((it) => it.parentElement.closest("[data-list], [data-map]") === list && !isHidden(it, list));
+    let here = form;
+    let found = null;
+    for (const part of parts) {
+      const next = typeof part === "number" ? (here.matches("[data-list], [data-map]") ? items(here)[part] : null) : named(here, part);
+      if (!next) break;
+      here = next;
+      found = next;
+      if (next.hasAttribute("data-key")) break;
+    }
+    return found;
+  }
+
+  // The compiler's message names the environment, the entity and the field:
+  // 'environment "production": flag "checkout": rules[0].conditions[1].value: invalid regex ...'.
+  // A flag's targeting is under environments.ENV in the flag's form.
+  function compilerField(form, message) {
+    const m = /environment "([^"]+)": (\w+) "[^"]*": ([^:\s]+):/.exec(message || "");
+    if (!m) return null;
+    const [, env, kind, field] = m;
+    const targeting = /^(rules|fallthrough|prerequisites|off_variation|enabled)\b/.test(field);
+    if (kind === "flag" && targeting && form.querySelector('[data-obj="environments"]')) return "environments." + env + "." + field;
+    return field;
   }
 
   // A field named by the server ("environments.production.rules[0].conditions[1].value"
@@ -184,7 +242,8 @@
       return;
     }
     const message = err.message || ("The server answered " + result.status + ".");
-    const field = findField(form, err.field) || findField(form, fieldInMessage(message));
+    const named = err.field || compilerField(form, message);
+    const field = findField(form, named) || (named && locate(form, named)) || findField(form, fieldInMessage(message));
     if (field) markField(field, message);
     showAlert(box, "error", "Not saved.", " " + message);
   }
@@ -250,7 +309,7 @@
   function addItem(button) {
     const wrap = button.closest("[data-repeat]");
     const template = wrap && wrap.querySelector(":scope > template");
-    const list = wrap && wrap.querySelector(":scope > [data-list], :scope [data-list]");
+    const list = wrap && wrap.querySelector(":scope > [data-list], :scope > [data-map], :scope [data-list], :scope [data-map]");
     if (!template || !list) return;
     counter += 1;
     const html = template.innerHTML.replace(/__N__/g, "n" + Date.now().toString(36) + counter);
@@ -263,11 +322,14 @@
     if (first) first.focus();
   }
 
+  // data-switch-deep: the switch also applies inside the items of its scope
+  // (a flag's type choosing the value input of every variation).
   function onSwitch(select) {
-    const scope = select.closest("[data-item], [data-obj], form") || document;
+    const deep = select.hasAttribute("data-switch-deep");
+    const scope = deep ? (select.closest("form") || document) : (select.closest("[data-item], [data-obj], form") || document);
     const name = select.dataset.switch;
     scope.querySelectorAll('[data-when-' + name + ']').forEach((el) => {
-      if (el.closest("[data-item], [data-obj], form") !== scope && el.closest("[data-item], [data-obj], form") !== select.closest("[data-item], [data-obj], form")) return;
+      if (!deep && el.closest("[data-item], [data-obj], form") !== scope && el.closest("[data-item], [data-obj], form") !== select.closest("[data-item], [data-obj], form")) return;
       const values = el.getAttribute("data-when-" + name).split(" ");
       el.hidden = !values.includes(select.value);
     });
@@ -275,6 +337,7 @@
 
   function enhance(root) {
     root.querySelectorAll("select[data-switch]").forEach(onSwitch);
+    if (root !== document) document.querySelectorAll("select[data-switch-deep]").forEach(onSwitch);
   }
 
   document.addEventListener("submit", (ev) => {
