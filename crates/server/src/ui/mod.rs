@@ -66,9 +66,9 @@ pub mod metrics;
 pub mod org;
 pub mod pages;
 pub mod results;
-pub mod users;
 pub mod rules;
 pub mod segments;
+pub mod users;
 
 pub const SESSION_COOKIE: &str = "sy_session";
 const LOGIN_CSRF_COOKIE: &str = "sy_login_csrf";
