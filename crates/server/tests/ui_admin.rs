@@ -163,6 +163,7 @@ async fn an_admin_adds_renames_and_deletes_an_environment_and_the_audit_log_show
 
     // Rename it.
     b.click("#project-demo tr:last-child details summary").await;
+    b.screenshot("projects-rename", true).await;
     b.fill("#env-name-demo-staging", "Staging EU").await;
     b.click("#project-demo tr:last-child form button[type=submit]")
         .await;

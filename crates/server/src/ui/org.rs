@@ -129,14 +129,12 @@ fn project_panel(viewer: &Viewer, p: &Project, envs: &[Environment]) -> Markup {
                         caption.visually-hidden { "Environments of " (p.name) }
                         thead { tr {
                             th scope="col" { "Environment" }
-                            th scope="col" { "Key" }
                             @if can_edit { th scope="col" { span.visually-hidden { "Actions" } } }
                         } }
                         tbody {
                             @for e in envs {
                                 tr {
-                                    td { (e.name) }
-                                    td.mono { (e.key) }
+                                    td { (e.name) div.small.muted.mono { (e.key) } }
                                     @if can_edit {
                                         td {
                                             details {
