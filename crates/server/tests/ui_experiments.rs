@@ -401,6 +401,34 @@ async fn lifecycle_buttons_pause_resume_and_stop_with_if_match_and_a_stale_page_
         (e.variations, e.metrics),
         "the ramp changed nothing else"
     );
+
+    // A draft: no results yet, then started from its page.
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/projects/demo/environments/development/experiments",
+            server.url
+        ))
+        .bearer_auth(&server.admin_key)
+        .json(&json!({"key": "drafty", "flag": "new-search", "name": "Drafty",
+            "variations": [{"variation": "off", "weight": 5000}, {"variation": "on", "weight": 5000}],
+            "metrics": ["purchase"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    b.goto("/ui/p/demo/experiments/development/drafty").await;
+    let text = b.wait_for_text("main", "Change the draft").await;
+    assert!(text.contains("once the experiment is started"), "{text}");
+    let problems = b.accessibility_problems().await;
+    assert!(problems.is_empty(), "{problems:#?}");
+    b.click("button[data-call$='/start']").await;
+    b.wait_for_text(".head", "Running").await;
+    let drafty = server
+        .store
+        .get_experiment("demo", "development", "drafty")
+        .await
+        .unwrap();
+    assert_eq!(drafty.status, ExperimentStatus::Running);
     b.close().await;
     server.stop().await;
 }
@@ -461,6 +489,31 @@ async fn a_viewer_reads_experiments_results_and_metrics_without_any_control() {
             .contains("Sample ratio mismatch"),
         "the first alert of the results: {first}"
     );
+    // A guardrail alert of the monitor is shown with the metric's name.
+    server
+        .store
+        .record_experiment_alert(
+            "system:guardrails",
+            "demo",
+            "production",
+            "checkout-test",
+            switchyard_store::AlertInput {
+                phase: 0,
+                kind: "guardrail_harmed".into(),
+                metric: Some("revenue".into()),
+                variation: Some("one-page".into()),
+                message: "revenue is significantly lower in one-page".into(),
+                action: "recorded".into(),
+            },
+        )
+        .await
+        .unwrap();
+    b.wait_for_text_for(
+        "#results",
+        "Guardrail harmed: Revenue per unit in one-page",
+        Duration::from_secs(15),
+    )
+    .await;
     b.eval("document.getElementById('results').scrollIntoView(); return true")
         .await;
     b.screenshot("experiment-results-srm", false).await;

@@ -537,7 +537,7 @@ fn manage(e: &ExperimentDefinition) -> Markup {
     );
     html! {
         section.panel.manage aria-labelledby="manage-h" {
-            h2 #manage-h { "Decide" }
+            h2 #manage-h { @if started { "Decide" } @else { "Change the draft" } }
             div.grid3 {
                 @if open {
                     form data-api=(format!("{api}/stop")) data-method="POST" data-etag=(e.version)
