@@ -138,6 +138,8 @@ async fn an_editor_creates_a_flag_with_a_rule_turns_it_on_and_evaluation_follows
     b.fill("#key", "beta-banner").await;
     b.fill("#tags", "web, beta").await;
     b.screenshot("flag-new", true).await;
+    let problems = b.accessibility_problems().await;
+    assert!(problems.is_empty(), "{problems:#?}");
     press(&b, "main form button[type=submit]").await;
     b.wait_for_path("/ui/p/demo/flags/beta-banner").await;
     b.wait_for_text("main", "Targeting in Production").await;
@@ -171,6 +173,8 @@ async fn an_editor_creates_a_flag_with_a_rule_turns_it_on_and_evaluation_follows
         false
     );
     b.screenshot("flag-editor", true).await;
+    let problems = b.accessibility_problems().await;
+    assert!(problems.is_empty(), "{problems:#?}");
 
     // The quick switch turns it on in production only.
     press(&b, "button[aria-label='Turn beta-banner on in Production']").await;
@@ -230,8 +234,14 @@ async fn a_compiler_error_shows_beside_its_field_and_nothing_is_saved() {
     let alert = b.wait_for_text(".savebar .form-alert", "regex").await;
     assert!(alert.contains("Not saved"), "{alert}");
     let second = format!("{} .condition", rule_at("production", 2));
-    b.wait_for_text(&format!("{second} .field-error"), "invalid regex")
+    let beside = b
+        .wait_for_text(&format!("{second} .field-error"), "invalid regex")
         .await;
+    assert!(
+        !beside.contains("environment \"production\""),
+        "beside the field, without the path: {beside}"
+    );
+
     assert!(
         b.exists(&format!(
             "{second} input[data-key=value][aria-invalid=true]"
@@ -345,6 +355,8 @@ async fn a_viewer_sees_no_edit_controls_and_the_api_refuses_their_writes() {
     assert!(!b.exists("button[data-call]").await, "no switches");
     assert!(!b.exists("main input, main select, main textarea").await);
     assert!(!text.contains("Turn on"), "{text}");
+    let problems = b.accessibility_problems().await;
+    assert!(problems.is_empty(), "{problems:#?}");
     b.goto("/ui/p/demo/flags").await;
     b.wait_for_text("main", "watched").await;
     assert!(
@@ -424,6 +436,8 @@ async fn a_segment_made_in_the_ui_targets_a_flag_rule() {
         json!([{"conditions": [{"attribute": "plan", "op": "equals", "value": "pro"}]}])
     );
     b.screenshot("segment-editor", true).await;
+    let problems = b.accessibility_problems().await;
+    assert!(problems.is_empty(), "{problems:#?}");
 
     // A bad regex in a segment is shown beside it, too.
     b.select(".rule .condition select[data-key=op]", "matches")

@@ -227,7 +227,7 @@ pub fn conditions_block(id: &str, conditions: &[Condition], segments: Option<&[S
             }
             template { (condition_item(&format!("{id}-c__N__"), None, segments)) }
             button.small type="button" data-add="" { "Add condition" }
-            @if conditions.is_empty() { span.small.muted { " No conditions: the rule matches everyone." } }
+            span.small.muted.when-empty { " No conditions: the rule matches everyone." }
         }
     }
 }
@@ -374,7 +374,6 @@ pub fn variation_label(v: &Variation) -> String {
 /// One targeting rule of a flag: its conditions and what it serves.
 pub fn rule_item(
     id: &str,
-    number: Option<usize>,
     rule: Option<&Rule>,
     variations: &[Variation],
     experiments: &[String],
@@ -394,7 +393,7 @@ pub fn rule_item(
     html! {
         div.item.rule data-item="" {
             div.item-head {
-                strong { "Rule" @if let Some(n) = number { " " (n + 1) } }
+                strong.rule-title { "Rule" }
                 div.actions {
                     button.small type="button" data-move="up" aria-label="Move this rule up" { "↑ Up" }
                     button.small type="button" data-move="down" aria-label="Move this rule down" { "↓ Down" }
@@ -424,10 +423,10 @@ pub fn rules_block(
             div.rules data-list="rules" {
                 div.field-error aria-live="polite" {}
                 @for (i, r) in rules.iter().enumerate() {
-                    (rule_item(&format!("{id}-r{i}"), Some(i), Some(r), variations, experiments, segments))
+                    (rule_item(&format!("{id}-r{i}"), Some(r), variations, experiments, segments))
                 }
             }
-            template { (rule_item(&format!("{id}-r__N__"), None, None, variations, experiments, segments)) }
+            template { (rule_item(&format!("{id}-r__N__"), None, variations, experiments, segments)) }
             button type="button" data-add="" { "Add rule" }
         }
     }

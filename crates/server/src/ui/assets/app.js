@@ -244,7 +244,9 @@
     const message = err.message || ("The server answered " + result.status + ".");
     const named = err.field || compilerField(form, message);
     const field = findField(form, named) || (named && locate(form, named)) || findField(form, fieldInMessage(message));
-    if (field) markField(field, message);
+    // Beside the field, the compiler's words without the path it names.
+    const at = /^environment "[^"]+": \w+ "[^"]*": [^:\s]+: /.exec(message);
+    if (field) markField(field, at ? message.slice(at[0].length) : message);
     showAlert(box, "error", "Not saved.", " " + message);
   }
 
