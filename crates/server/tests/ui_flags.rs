@@ -296,6 +296,51 @@ async fn a_compiler_error_shows_beside_its_field_and_nothing_is_saved() {
         serde_json::to_value(&flag.environments["development"].fallthrough).expect("json"),
         json!({"split": {"bucket_by": "targetingKey", "weights": [{"variation": "on", "weight": 7000}, {"variation": "off", "weight": 3000}]}})
     );
+
+    // Rules keep the order they are given: the second moved above the first.
+    add_rule(&b, "production", "country", "equals", "NL", "on").await;
+    add_rule(&b, "production", "country", "equals", "BE", "off").await;
+    press(
+        &b,
+        &format!("{} button[data-move=up]", rule_at("production", 2)),
+    )
+    .await;
+    press(&b, "#flag-form .savebar button[type=submit]").await;
+    b.wait_for_text("main", "version 3").await;
+    let rules = server
+        .store
+        .get_flag("demo", "regex-flag")
+        .await
+        .expect("flag")
+        .environments["production"]
+        .rules
+        .clone();
+    let order: Vec<Value> = rules
+        .iter()
+        .map(|r| r.conditions[0].value.clone())
+        .collect();
+    assert_eq!(order, [json!("BE"), json!("NL")]);
+    // And a removed rule is gone.
+    press(
+        &b,
+        &format!(
+            "{} .item-head button[data-remove]",
+            rule_at("production", 1)
+        ),
+    )
+    .await;
+    press(&b, "#flag-form .savebar button[type=submit]").await;
+    b.wait_for_text("main", "version 4").await;
+    let rules = server
+        .store
+        .get_flag("demo", "regex-flag")
+        .await
+        .expect("flag")
+        .environments["production"]
+        .rules
+        .clone();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].conditions[0].value, json!("NL"));
     b.close().await;
     server.stop().await;
 }
