@@ -601,3 +601,64 @@ async fn the_flag_list_shows_a_thousand_flags_quickly() {
     b.close().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_create_page_types_variation_values_by_the_flag_type() {
+    let server = start(Backend::Sqlite).await;
+    add_user(&server, EDITOR, Role::Editor).await;
+    let b = Browser::open(&server).await;
+    b.sign_in(EDITOR, PASSWORD).await;
+    b.goto("/ui/p/demo/flags/new").await;
+    b.fill("#name", "Button colour").await;
+    b.fill("#key", "button-colour").await;
+    b.select("#type", "string").await;
+    b.fill("#var0-key", "blue").await;
+    b.fill("#var0-value-string", "#0000ff").await;
+    b.fill("#var1-key", "green").await;
+    b.fill("#var1-value-string", "true").await;
+    // A third, added in the page, typed as a string too.
+    press(&b, "[data-list=variations] ~ button[data-add]").await;
+    b.fill(
+        "[data-list=variations] > .variation:nth-child(4) input[data-key=key]",
+        "red",
+    )
+    .await;
+    b.fill(
+        "[data-list=variations] > .variation:nth-child(4) [data-when-type=string] input",
+        "#ff0000",
+    )
+    .await;
+    press(&b, "main form button[type=submit]").await;
+    b.wait_for_path("/ui/p/demo/flags/button-colour").await;
+    let flag = server
+        .store
+        .get_flag("demo", "button-colour")
+        .await
+        .expect("flag");
+    assert_eq!(
+        serde_json::to_value(&flag.variations).expect("json"),
+        json!([
+            {"key": "blue", "value": "#0000ff"},
+            {"key": "green", "value": "true"},
+            {"key": "red", "value": "#ff0000"}
+        ])
+    );
+
+    // A JSON flag's value must be JSON: the error is beside the value.
+    b.goto("/ui/p/demo/flags/new").await;
+    b.fill("#name", "Layout").await;
+    b.fill("#key", "layout").await;
+    b.select("#type", "json").await;
+    b.fill("#var0-value-json", "{\"columns\": 2}").await;
+    b.fill("#var1-value-json", "{not json").await;
+    press(&b, "main form button[type=submit]").await;
+    b.wait_for_text("main form .form-alert", "Not valid JSON")
+        .await;
+    assert!(b.exists("#var1-value-json[aria-invalid=true]").await);
+    assert!(matches!(
+        server.store.get_flag("demo", "layout").await,
+        Err(switchyard_store::StoreError::NotFound { .. })
+    ));
+    b.close().await;
+    server.stop().await;
+}
