@@ -286,7 +286,7 @@ fn metric_panel(
                         th scope="col" .num { (mean_label(detail.kind)) }
                         th scope="col" .num { "Change vs control" }
                         th scope="col" .num .hide-narrow { @if engine == Engine::Bayesian { "Chance to win" } @else { "p-value" } }
-                        th scope="col" { "Verdict" }
+                        th scope="col" .hide-narrow { "Verdict" }
                     } }
                     tbody {
                         @for v in &result.variations {
@@ -335,7 +335,7 @@ fn variation_row(
                 None => {
                     td.num.muted { "baseline" }
                     td.num.muted.hide-narrow { "—" }
-                    td {}
+                    td.hide-narrow {}
                 }
                 Some(c) if !enough(&c.relative, base_units, v.units) => {
                     td.num.muted {
@@ -343,7 +343,7 @@ fn variation_row(
                         div.small { (waiting_for(&c.relative, base_units, v.units)) }
                     }
                     td.num.muted.hide-narrow { "—" }
-                    td { span.badge.off { "Waiting for data" } }
+                    td.hide-narrow { span.badge.off { "Waiting for data" } }
                 }
                 Some(c) => {
                     @let rel = &c.relative;
@@ -353,11 +353,12 @@ fn variation_row(
                         div.small.muted { (level) " " (signed_pct(ci.lower)) " to " (signed_pct(ci.upper)) }
                         div.small.muted { "absolute " (fmt_abs(detail.kind, c.absolute.estimate)) }
                         div.small.muted.show-narrow { (chance_or_p(rel, engine)) }
+                        div.show-narrow { (verdict_badge(verdict(rel, detail.direction, engine))) }
                     }
                     td.num.hide-narrow {
                         (chance_or_p_value(rel, engine))
                     }
-                    td { (verdict_badge(verdict(rel, detail.direction, engine))) }
+                    td.hide-narrow { (verdict_badge(verdict(rel, detail.direction, engine))) }
                 }
             }
         }
