@@ -328,9 +328,8 @@ fn bench(c: &mut Criterion) {
     });
     // For comparison: the store read alone that the flag list needs.
     g.bench_function("store_list_flags_1000", |b| {
-        b.to_async(&rt).iter(|| async {
-            f.store.list_flags("bench").await.expect("flags").len()
-        });
+        b.to_async(&rt)
+            .iter(|| async { f.store.list_flags("bench").await.expect("flags").len() });
     });
     g.bench_function("results_10_metrics", |b| {
         b.to_async(&rt).iter(|| async {

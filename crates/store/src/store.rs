@@ -73,6 +73,13 @@ pub trait ConfigStore: Send + Sync + std::fmt::Debug {
         expected: Version,
     ) -> Result<()>;
 
+    /// The project's creation time and change counter (the `revision` of
+    /// its documents, which grows with every change in the project):
+    /// together they name one state of the project's configuration, even
+    /// across a project deleted and created again. One small read, for
+    /// caches.
+    async fn project_revision(&self, project: &str) -> Result<(time::OffsetDateTime, u64)>;
+
     // Flags
     async fn list_flags(&self, project: &str) -> Result<Vec<FlagDefinition>>;
     async fn get_flag(&self, project: &str, key: &str) -> Result<FlagDefinition>;

@@ -229,14 +229,14 @@ async fn new(
         return not_found(&viewer, "This project has no environment yet.");
     };
     let (flags, metrics) = tokio::join!(
-        state.store.list_flags(&project),
+        state.ui.flags.flags(state.store.as_ref(), &project),
         state.store.list_metrics(&project)
     );
     let (flags, metrics) = match flags.and_then(|f| Ok((f, metrics?))) {
         Ok(x) => x,
         Err(e) => return error_page(Some(&viewer), &store_error(e)),
     };
-    let flags: Vec<FlagDefinition> = flags.into_iter().filter(|f| !f.archived).collect();
+    let flags: Vec<FlagDefinition> = flags.iter().filter(|f| !f.archived).cloned().collect();
     let flag = flags
         .iter()
         .find(|f| f.key == query.flag)

@@ -221,12 +221,13 @@ async fn load(state: &AppState, project: &str, key: &str) -> Result<Loaded, Stor
     let envs = state.store.list_environments(project).await?;
     let flag = state.store.get_flag(project, key).await?;
     let mut others: Vec<String> = state
-        .store
-        .list_flags(project)
+        .ui
+        .flags
+        .flags(state.store.as_ref(), project)
         .await?
-        .into_iter()
+        .iter()
         .filter(|f| f.key != key)
-        .map(|f| f.key)
+        .map(|f| f.key.clone())
         .collect();
     others.sort_unstable();
     let segments = state

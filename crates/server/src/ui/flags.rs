@@ -30,7 +30,10 @@ pub fn routes() -> Router<AppState> {
 /// every environment, is shown as stale: a candidate for removal.
 pub const STALE_AFTER: time::Duration = time::Duration::days(30);
 
-#[derive(Debug, Default, Deserialize)]
+/// Flags on one page of the list.
+pub const PAGE_SIZE: usize = 100;
+
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 pub struct ListQuery {
     #[serde(default)]
     q: String,
@@ -43,6 +46,9 @@ pub struct ListQuery {
     stale: Option<String>,
     #[serde(default)]
     archived: Option<String>,
+    /// 1-based page of the filtered list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    page: Option<usize>,
 }
 
 /// Whether the flag serves a single, fixed variation in `env` (off, or on
@@ -102,7 +108,7 @@ async fn list(
     let loaded = async {
         let projects = state.store.list_projects().await?;
         let envs = state.store.list_environments(&project).await?;
-        let flags = state.store.list_flags(&project).await?;
+        let flags = state.ui.flags.flags(state.store.as_ref(), &project).await?;
         Ok::<_, switchyard_store::StoreError>((projects, envs, flags))
     }
     .await;
@@ -146,6 +152,25 @@ async fn list(
         })
         .filter(|f| !want_stale || is_stale(f, &envs, now))
         .collect();
+    let matching = shown.len();
+    let pages = matching.div_ceil(PAGE_SIZE).max(1);
+    let page = query.page.unwrap_or(1).clamp(1, pages);
+    let first = (page - 1) * PAGE_SIZE;
+    let shown = &shown[first..matching.min(first + PAGE_SIZE)];
+    let page_link = |n: usize| {
+        let q = ListQuery {
+            q: query.q.clone(),
+            tag: query.tag.clone(),
+            status: query.status.clone(),
+            stale: query.stale.clone(),
+            archived: query.archived.clone(),
+            page: Some(n),
+        };
+        format!(
+            "/ui/p/{project}/flags?{}",
+            serde_urlencoded::to_string(&q).unwrap_or_default()
+        )
+    };
     let can_edit = viewer.can_edit(&project);
     let body = html! {
         (layout::head(&[], "Flags", Some(html! { (project_row.name) " · " (flags.len()) " flags" }), html! {
@@ -195,7 +220,7 @@ async fn list(
                         th scope="col" .hide-narrow { "Last change" }
                     } }
                     tbody {
-                        @for f in &shown {
+                        @for f in shown {
                             tr {
                                 td {
                                     a href=(format!("/ui/p/{project}/flags/{}", f.key)) { strong { (f.name) } }
@@ -213,7 +238,20 @@ async fn list(
                     }
                 }
             }
-            p.small.muted { "Showing " (shown.len()) " of " (flags.len()) "." }
+            nav.toolbar aria-label="Pages of flags" {
+                p.small.muted {
+                    "Showing " (first + 1) "–" (first + shown.len()) " of " (matching)
+                    @if matching != flags.len() { " matching (" (flags.len()) " flags)" }
+                    "."
+                }
+                @if pages > 1 {
+                    div.actions {
+                        @if page > 1 { a.button.small href=(page_link(page - 1)) rel="prev" { "Previous" } }
+                        span.small { "Page " (page) " of " (pages) }
+                        @if page < pages { a.button.small href=(page_link(page + 1)) rel="next" { "Next" } }
+                    }
+                }
+            }
         }
     };
     layout::page(

@@ -56,6 +56,7 @@ pub use ipnet::IpNet;
 
 pub mod assets;
 pub mod audit;
+pub mod cache;
 pub mod charts;
 pub mod deadletters;
 pub mod experiments;
@@ -117,6 +118,8 @@ pub struct UiState {
     hashing: tokio::sync::Semaphore,
     /// The one-time setup link's token (its SHA-256) and expiry.
     setup: Mutex<Option<(String, std::time::Instant)>>,
+    /// The flags of recently shown projects (`cache.rs`).
+    pub flags: cache::FlagCache,
 }
 
 /// How long a setup link printed at start stays valid.
@@ -160,6 +163,7 @@ impl UiState {
             per_ip: AttemptLimiter::new(config.login_attempts_per_ip),
             hashing: tokio::sync::Semaphore::new(MAX_CONCURRENT_HASHES),
             setup: Mutex::new(None),
+            flags: cache::FlagCache::default(),
         }
     }
 }

@@ -68,7 +68,7 @@ async fn list(
     let loaded = async {
         let projects = state.store.list_projects().await?;
         let segments = state.store.list_segments(&project).await?;
-        let flags = state.store.list_flags(&project).await?;
+        let flags = state.ui.flags.flags(state.store.as_ref(), &project).await?;
         Ok::<_, StoreError>((projects, segments, flags))
     }
     .await;
@@ -200,7 +200,7 @@ async fn segment_page(
     let loaded = async {
         let projects = state.store.list_projects().await?;
         let segment = state.store.get_segment(&project, &key).await?;
-        let flags = state.store.list_flags(&project).await?;
+        let flags = state.ui.flags.flags(state.store.as_ref(), &project).await?;
         Ok::<_, StoreError>((projects, segment, flags))
     }
     .await;

@@ -54,6 +54,23 @@ pub(crate) async fn project_revision(conn: &mut AnyConnection, project: &str) ->
         .ok_or_else(|| StoreError::not_found("project", project))
 }
 
+/// The project's creation time and revision.
+pub(crate) async fn project_state(
+    conn: &mut AnyConnection,
+    project: &str,
+) -> Result<(time::OffsetDateTime, u64)> {
+    let row = sqlx::query("SELECT created_at, revision FROM projects WHERE key = $1")
+        .bind(project)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found("project", project))?;
+    let revision = int(&row, "revision")?;
+    Ok((
+        parse_time(&text(&row, "created_at")?)?,
+        u64::try_from(revision).unwrap_or_default(),
+    ))
+}
+
 fn project(row: &AnyRow) -> Result<Project> {
     Ok(Project {
         key: text(row, "key")?,

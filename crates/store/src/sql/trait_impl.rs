@@ -84,6 +84,9 @@ impl ConfigStore for SqlStore {
         self.delete::<Environment>(a, Proj(project), key, v).await
     }
 
+    async fn project_revision(&self, project: &str) -> Result<(time::OffsetDateTime, u64)> {
+        super::rows::project_state(&mut *self.read().await?, project).await
+    }
     async fn list_flags(&self, project: &str) -> Result<Vec<FlagDefinition>> {
         self.list(Proj(project)).await
     }
