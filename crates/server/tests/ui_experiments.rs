@@ -298,7 +298,29 @@ async fn an_editor_creates_and_starts_an_experiment_watches_its_results_update_a
     let problems = b.accessibility_problems().await;
     assert!(problems.is_empty(), "{problems:#?}");
 
-    // Ship the winner: stopped, serving `on`.
+    // Another analysis: Bayesian at 99 %, kept by the refreshing section.
+    b.select("#engine", "bayesian").await;
+    b.select("#confidence", "99").await;
+    b.click("form.analysis button[type=submit]").await;
+    b.wait_for_path("/ui/p/demo/experiments/development/search-test?engine=bayesian")
+        .await;
+    let text = b.wait_for_text("#results", "Bayesian, 99% intervals").await;
+    assert!(text.to_lowercase().contains("chance to win"), "{text}");
+    let refresh = b
+        .eval("return document.getElementById('results').dataset.refresh")
+        .await;
+    assert!(
+        refresh
+            .as_str()
+            .unwrap_or_default()
+            .contains("engine=bayesian&correction=none&confidence=99"),
+        "{refresh}"
+    );
+    b.screenshot("experiment-results-bayesian", false).await;
+    b.goto("/ui/p/demo/experiments/development/search-test")
+        .await;
+    b.wait_for_text("#results", "frequentist, 95% intervals")
+        .await;
     accept_confirms(&b).await;
     b.select("#ship-variation", "on").await;
     b.click("form[data-api$='/ship'] button[type=submit]").await;

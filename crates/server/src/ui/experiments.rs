@@ -403,7 +403,9 @@ async fn detail(
     State(state): State<AppState>,
     viewer: Viewer,
     Path((project, env, key)): Path<(String, String, String)>,
+    view: Result<axum::extract::Query<results::View>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let view = view.map(|q| q.0).unwrap_or_default();
     let (projects, envs) = match project_and_envs(&state, &viewer, &project).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -430,7 +432,9 @@ async fn detail(
         }
         Err(_) => None,
     };
-    let results = results::section(&state, &e, &metrics, &alerts).await;
+    let results = results::section(&state, &e, &metrics, &alerts, &view).await;
+    let analysis =
+        results::settings_form(&format!("/ui/p/{project}/experiments/{env}/{key}"), &view);
     let can_edit = viewer.can_edit(&project);
     let list_url = format!("/ui/p/{project}/experiments?env={env}");
     let names = |k: &str| {
@@ -491,6 +495,7 @@ async fn detail(
             @if can_edit { (manage(&e)) }
             (results)
         } @else {
+            (analysis)
             (results)
             (design)
             @if can_edit { (manage(&e)) }

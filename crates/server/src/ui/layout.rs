@@ -212,7 +212,8 @@ pub fn page(viewer: &Viewer, frame: &Frame<'_>, body: Markup) -> Response {
                         }
                         h2 { "Organisation" }
                         (link(Nav::Projects, "/ui/projects".into(), "Projects & environments"))
-                        @if viewer.user.project.is_none() {
+                        // Keys are an admin's business: of every project, or of theirs.
+                        @if viewer.user.role >= Role::Admin {
                             (link(Nav::Keys, "/ui/keys".into(), "API keys"))
                         }
                         @if viewer.is_org_admin() {

@@ -5,8 +5,9 @@
 //! the effect over time, and the breakdown by attribute.
 //!
 //! The numbers come from the same function the results API uses
-//! (`routes::results::aggregated`), with the default analysis settings;
-//! nothing is fetched over HTTP. Three store reads per rendering (the
+//! (`routes::results::aggregated`), with the analysis the person picks
+//! ([`View`]: frequentist, sequential or Bayesian; a multiple-testing
+//! correction; the confidence level); nothing is fetched over HTTP. Three store reads per rendering (the
 //! experiment, the project's metric definitions, the alerts), however
 //! many metrics. While the experiment runs the section refreshes itself
 //! (`data-refresh`, every [`REFRESH_SECS`] seconds) from
@@ -15,7 +16,7 @@
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
@@ -23,7 +24,7 @@ use maud::{Markup, html};
 use switchyard_aggregate::{AnalysisOptions, ExperimentResults, MetricDetail};
 use switchyard_core::metric::{Direction, MetricKind, MetricRole};
 use switchyard_core::model::ExperimentStatus;
-use switchyard_stats::{Effect, Engine, MetricResult, Settings, VariationResult};
+use switchyard_stats::{Correction, Effect, Engine, MetricResult, Settings, VariationResult};
 use switchyard_store::{ExperimentAlert, ExperimentDefinition, Metric};
 
 use super::charts::{self, IntervalRow, Verdict, signed_pct};
@@ -51,7 +52,9 @@ async fn fragment(
     State(state): State<AppState>,
     viewer: Viewer,
     Path((project, env, key)): Path<(String, String, String)>,
+    view: Result<Query<View>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let view = view.map(|q| q.0).unwrap_or_default();
     if viewer.role_in(&project).is_none() {
         return error_page(
             Some(&viewer),
@@ -68,16 +71,108 @@ async fn fragment(
     );
     let loaded = experiment.and_then(|e| Ok((e, metrics?, alerts?)));
     match loaded {
-        Ok((e, metrics, alerts)) => layout::fragment(section(&state, &e, &metrics, &alerts).await),
+        Ok((e, metrics, alerts)) => {
+            layout::fragment(section(&state, &e, &metrics, &alerts, &view).await)
+        }
         Err(e) => error_page(Some(&viewer), &store_error(e)),
     }
 }
 
-/// The URL the results section refreshes from.
-pub fn fragment_url(e: &ExperimentDefinition) -> String {
+/// How the person wants the results analysed: the page's query. Values
+/// outside the offered choices are ignored (the defaults stand).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct View {
+    /// `frequentist` (default), `sequential` or `bayesian`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// `none` (default), `holm` or `benjamini_hochberg`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correction: Option<String>,
+    /// `95` (default), `90` or `99` percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<String>,
+}
+
+const ENGINES: [(&str, &str); 3] = [
+    ("frequentist", "Frequentist (fixed horizon)"),
+    ("sequential", "Frequentist, sequential (peek any time)"),
+    ("bayesian", "Bayesian (chance to win)"),
+];
+const CORRECTIONS: [(&str, &str); 3] = [
+    ("none", "None"),
+    ("holm", "Holm (family-wise error)"),
+    (
+        "benjamini_hochberg",
+        "Benjamini-Hochberg (false discoveries)",
+    ),
+];
+const CONFIDENCES: [(&str, &str); 3] = [("90", "90 %"), ("95", "95 %"), ("99", "99 %")];
+
+impl View {
+    /// The analysis settings this view asks for.
+    pub fn settings(&self) -> Settings {
+        let mut s = Settings::default();
+        match self.engine.as_deref() {
+            Some("bayesian") => s.engine = Engine::Bayesian,
+            Some("sequential") => s.sequential = true,
+            _ => {}
+        }
+        match self.correction.as_deref() {
+            Some("holm") => s.correction = Correction::Holm,
+            Some("benjamini_hochberg") => s.correction = Correction::BenjaminiHochberg,
+            _ => {}
+        }
+        match self.confidence.as_deref() {
+            Some("90") => s.alpha = 0.10,
+            Some("99") => s.alpha = 0.01,
+            _ => {}
+        }
+        s
+    }
+
+    /// `?engine=...` for links that keep this view (empty for the default).
+    pub fn query(&self) -> String {
+        match serde_urlencoded::to_string(self) {
+            Ok(q) if !q.is_empty() => format!("?{q}"),
+            _ => String::new(),
+        }
+    }
+}
+
+/// The form that picks the analysis (a GET of the experiment's page).
+pub fn settings_form(action: &str, view: &View) -> Markup {
+    let select =
+        |id: &str, label: &str, options: &[(&str, &str)], current: Option<&str>, default: &str| {
+            let current = current.unwrap_or(default);
+            html! {
+                div.field {
+                    label for=(id) { (label) }
+                    select #(id) name=(id) {
+                        @for (value, text) in options {
+                            option value=(value) selected[*value == current] { (text) }
+                        }
+                    }
+                }
+            }
+        };
+    html! {
+        form.filters.analysis method="get" action=(action) aria-label="Analysis settings" {
+            (select("engine", "Analysis", &ENGINES, view.engine.as_deref(), "frequentist"))
+            (select("correction", "Multiple-testing correction", &CORRECTIONS, view.correction.as_deref(), "none"))
+            (select("confidence", "Confidence", &CONFIDENCES, view.confidence.as_deref(), "95"))
+            div.actions { button type="submit" { "Apply" } }
+        }
+    }
+}
+
+/// The URL the results section refreshes from, keeping the view.
+pub fn fragment_url(e: &ExperimentDefinition, view: &View) -> String {
     format!(
-        "/ui/p/{}/experiments/{}/{}/results",
-        e.project, e.environment, e.key
+        "/ui/p/{}/experiments/{}/{}/results{}",
+        e.project,
+        e.environment,
+        e.key,
+        view.query()
     )
 }
 
@@ -87,9 +182,10 @@ pub async fn section(
     e: &ExperimentDefinition,
     metrics: &[Metric],
     alerts: &[ExperimentAlert],
+    view: &View,
 ) -> Markup {
     let live = e.status == ExperimentStatus::Running;
-    let url = fragment_url(e);
+    let url = fragment_url(e, view);
     let refresh = live.then_some(url.as_str());
     if e.status == ExperimentStatus::Draft {
         return html! {
@@ -100,7 +196,7 @@ pub async fn section(
         };
     }
     let opts = AnalysisOptions {
-        settings: Settings::default(),
+        settings: view.settings(),
         weights: e.variations.iter().map(|v| f64::from(v.weight)).collect(),
         max_points: SERIES_POINTS,
         breakdown: true,
@@ -226,7 +322,12 @@ fn body(
                 @if let Some(t) = r.freshness.max_event_ms.and_then(from_ms) { " · events up to " (layout::when(t)) }
                 @if r.excluded_units > 0 { " · " (r.excluded_units) " excluded" }
                 " · " (engine_name(r.analysis.engine)) ", " (level) " intervals"
-                @if r.analysis.sequential { " (always valid)" }
+                @if r.analysis.sequential { " (sequential: always valid)" }
+                @match r.analysis.correction {
+                    Correction::Holm => " · Holm-corrected",
+                    Correction::BenjaminiHochberg => " · Benjamini-Hochberg-corrected",
+                    Correction::None => "",
+                }
             }
         }
         @if r.metrics.is_empty() {
