@@ -19,7 +19,7 @@ async fn server() -> TestServer {
     start_aggregating(Backend::Sqlite, |_| {}).await
 }
 
-async fn sdk_key(server: &TestServer) -> String {
+async fn sdk_key(server: &TestServer, environment: &str) -> String {
     server
         .store
         .create_api_key(
@@ -28,7 +28,7 @@ async fn sdk_key(server: &TestServer) -> String {
                 name: "sdk".into(),
                 kind: switchyard_store::ApiKeyKind::Server,
                 project: Some("demo".into()),
-                environment: Some("development".into()),
+                environment: Some(environment.into()),
             },
         )
         .await
@@ -139,7 +139,7 @@ fn traffic(experiment: &str, n: usize, rates: [f64; 2]) -> (Vec<Value>, [f64; 2]
 async fn an_editor_creates_and_starts_an_experiment_watches_its_results_update_and_ships_the_winner()
  {
     let server = server().await;
-    let sdk = sdk_key(&server).await;
+    let sdk = sdk_key(&server, "development").await;
     add_user(&server, "ann@example.com", Role::Editor).await;
     let b = Browser::open(&server).await;
     b.sign_in("ann@example.com", PASSWORD).await;
@@ -475,20 +475,7 @@ async fn a_viewer_reads_experiments_results_and_metrics_without_any_control() {
 
     // Units split 3:1 against weights of 1:1: the mismatch is the first
     // thing the results say.
-    let key = server
-        .store
-        .create_api_key(
-            "test",
-            switchyard_store::ApiKeyInput {
-                name: "sdk".into(),
-                kind: switchyard_store::ApiKeyKind::Server,
-                project: Some("demo".into()),
-                environment: Some("production".into()),
-            },
-        )
-        .await
-        .unwrap()
-        .secret;
+    let key = sdk_key(&server, "production").await;
     let t = now_ms() + 1_000;
     let events: Vec<Value> = (0..400)
         .map(|u| {

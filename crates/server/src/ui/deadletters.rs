@@ -117,13 +117,7 @@ async fn dead_letters(
     if !project.is_empty()
         && (viewer.role_in(&project).is_none() || !projects.iter().any(|p| p.key == project))
     {
-        return error_page(
-            Some(&viewer),
-            &(
-                StatusCode::NOT_FOUND,
-                "No such project, or you have no role in it.".into(),
-            ),
-        );
+        return layout::not_found(&viewer, layout::NO_PROJECT);
     }
     let environment = if project.is_empty() {
         String::new()

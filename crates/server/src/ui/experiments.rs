@@ -18,7 +18,7 @@ use switchyard_core::metric::MetricRole;
 use switchyard_core::model::{ExperimentStatus, Serve};
 use switchyard_store::{Environment, ExperimentDefinition, FlagDefinition, Metric, Project};
 
-use super::layout::{self, Frame, Nav, Viewer, error_page, field, store_error};
+use super::layout::{self, Frame, Nav, Viewer, error_page, field, not_found, store_error};
 use super::results::{self, role_name};
 use crate::state::AppState;
 
@@ -38,10 +38,6 @@ pub struct EnvQuery {
     flag: String,
 }
 
-fn not_found(viewer: &Viewer, what: &str) -> Response {
-    error_page(Some(viewer), &(StatusCode::NOT_FOUND, what.to_string()))
-}
-
 /// The projects (for the frame), this one, and its environments; or the
 /// error page.
 async fn project_and_envs(
@@ -49,11 +45,8 @@ async fn project_and_envs(
     viewer: &Viewer,
     project: &str,
 ) -> Result<(Vec<Project>, Vec<Environment>), Response> {
-    if viewer.role_in(project).is_none() {
-        return Err(not_found(
-            viewer,
-            "No such project, or you have no role in it.",
-        ));
+    if let Some(page) = viewer.refused(project) {
+        return Err(page);
     }
     let (projects, envs) = tokio::join!(
         state.store.list_projects(),
@@ -65,15 +58,6 @@ async fn project_and_envs(
     }
     let envs = envs.map_err(|e| error_page(Some(viewer), &store_error(e)))?;
     Ok((projects, envs))
-}
-
-fn frame<'a>(title: &'a str, project: &'a str, projects: &'a [Project]) -> Frame<'a> {
-    Frame {
-        title,
-        project: Some(project),
-        nav: Nav::Experiments,
-        projects,
-    }
 }
 
 /// The environment asked for, else the first.
@@ -203,7 +187,11 @@ async fn list(
             }
         }
     };
-    layout::page(&viewer, &frame("Experiments", &project, &projects), body)
+    layout::page(
+        &viewer,
+        &Frame::in_project(Nav::Experiments, "Experiments", &project, &projects),
+        body,
+    )
 }
 
 async fn new(
@@ -264,7 +252,11 @@ async fn new(
             Some(flag) => (create_form(&project, env, flag, &metrics)),
         }
     };
-    layout::page(&viewer, &frame("New experiment", &project, &projects), body)
+    layout::page(
+        &viewer,
+        &Frame::in_project(Nav::Experiments, "New experiment", &project, &projects),
+        body,
+    )
 }
 
 fn variation_item(flag: &FlagDefinition, chosen: &str, weight: u32, n: &str) -> Markup {
@@ -501,7 +493,11 @@ async fn detail(
             @if can_edit { (manage(&e)) }
         }
     };
-    layout::page(&viewer, &frame(&e.name, &project, &projects), body)
+    layout::page(
+        &viewer,
+        &Frame::in_project(Nav::Experiments, &e.name, &project, &projects),
+        body,
+    )
 }
 
 fn api_url(e: &ExperimentDefinition) -> String {

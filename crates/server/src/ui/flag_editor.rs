@@ -18,7 +18,7 @@ use switchyard_store::{
     AuditEntry, AuditFilter, Environment, FlagDefinition, FlagEnvironment, Project, StoreError,
 };
 
-use super::layout::{self, Frame, Nav, Viewer, error_page, field, store_error};
+use super::layout::{self, Frame, Nav, Viewer, error_page, field, not_found, store_error};
 use super::rules::{
     condition_text, rules_block, scalar_text, serve_block, serve_text, variation_label,
 };
@@ -27,27 +27,14 @@ use crate::state::AppState;
 /// How many audit entries the flag page shows.
 const RECENT_CHANGES: u32 = 6;
 
-fn not_found(viewer: &Viewer, what: &str) -> Response {
-    error_page(Some(viewer), &(StatusCode::NOT_FOUND, what.to_string()))
-}
-
-fn frame<'a>(title: &'a str, project: &'a str, projects: &'a [Project]) -> Frame<'a> {
-    Frame {
-        title,
-        project: Some(project),
-        nav: Nav::Flags,
-        projects,
-    }
-}
-
 /// `/ui/p/{project}/flags/new`
 pub async fn new_flag(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(project): Path<String>,
 ) -> Response {
-    if viewer.role_in(&project).is_none() {
-        return not_found(&viewer, "No such project, or you have no role in it.");
+    if let Some(page) = viewer.refused(&project) {
+        return page;
     }
     let projects = match state.store.list_projects().await {
         Ok(p) => p,
@@ -99,7 +86,11 @@ pub async fn new_flag(
             div.actions { button.primary type="submit" { "Create flag" } a href=(format!("/ui/p/{project}/flags")) { "Cancel" } }
         }
     };
-    layout::page(&viewer, &frame("New flag", &project, &projects), body)
+    layout::page(
+        &viewer,
+        &Frame::in_project(Nav::Flags, "New flag", &project, &projects),
+        body,
+    )
 }
 
 fn type_label(t: FlagType) -> &'static str {
@@ -277,8 +268,8 @@ pub async fn flag_page(
     viewer: Viewer,
     Path((project, key)): Path<(String, String)>,
 ) -> Response {
-    if viewer.role_in(&project).is_none() {
-        return not_found(&viewer, "No such project, or you have no role in it.");
+    if let Some(page) = viewer.refused(&project) {
+        return page;
     }
     let l = match load(&state, &project, &key).await {
         Ok(l) => l,
@@ -308,7 +299,11 @@ pub async fn flag_page(
         @if can_edit { (editor(&project, &l)) } @else { (read_only(&l)) }
         (recent_changes(&l.audit, &audit_href))
     };
-    layout::page(&viewer, &frame(&f.name, &project, &l.projects), body)
+    layout::page(
+        &viewer,
+        &Frame::in_project(Nav::Flags, &f.name, &project, &l.projects),
+        body,
+    )
 }
 
 /// On/off per environment, with the quick switch for editors.

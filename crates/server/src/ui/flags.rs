@@ -96,14 +96,8 @@ async fn list(
     Path(project): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    if viewer.role_in(&project).is_none() {
-        return error_page(
-            Some(&viewer),
-            &(
-                axum::http::StatusCode::NOT_FOUND,
-                "No such project, or you have no role in it.".into(),
-            ),
-        );
+    if let Some(page) = viewer.refused(&project) {
+        return page;
     }
     let loaded = async {
         let projects = state.store.list_projects().await?;

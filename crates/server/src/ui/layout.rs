@@ -138,6 +138,41 @@ pub struct Frame<'a> {
     pub projects: &'a [Project],
 }
 
+impl<'a> Frame<'a> {
+    /// The frame of a page inside `project`.
+    pub fn in_project(
+        nav: Nav,
+        title: &'a str,
+        project: &'a str,
+        projects: &'a [Project],
+    ) -> Frame<'a> {
+        Frame {
+            title,
+            project: Some(project),
+            nav,
+            projects,
+        }
+    }
+}
+
+/// What a person with no role in a project (or asking for one that does
+/// not exist) is told: the same, so project keys do not leak.
+pub const NO_PROJECT: &str = "No such project, or you have no role in it.";
+
+/// A 404 page saying `what`.
+pub fn not_found(viewer: &Viewer, what: &str) -> Response {
+    error_page(Some(viewer), &(StatusCode::NOT_FOUND, what.to_string()))
+}
+
+impl Viewer {
+    /// The 404 page when they have no role in `project`.
+    pub fn refused(&self, project: &str) -> Option<Response> {
+        self.role_in(project)
+            .is_none()
+            .then(|| not_found(self, NO_PROJECT))
+    }
+}
+
 /// A message for a failed store read, without database detail.
 pub fn store_error(e: StoreError) -> (StatusCode, String) {
     let api = crate::error::ApiError::from(e);

@@ -27,15 +27,7 @@ async fn projects(
     viewer: &Viewer,
     project: &str,
 ) -> Result<Vec<Project>, Response> {
-    let missing = || {
-        error_page(
-            Some(viewer),
-            &(
-                StatusCode::NOT_FOUND,
-                "No such project, or you have no role in it.".into(),
-            ),
-        )
-    };
+    let missing = || layout::not_found(viewer, layout::NO_PROJECT);
     if viewer.role_in(project).is_none() {
         return Err(missing());
     }
@@ -48,15 +40,6 @@ async fn projects(
         Ok(all)
     } else {
         Err(missing())
-    }
-}
-
-fn frame<'a>(title: &'a str, project: &'a str, projects: &'a [Project]) -> Frame<'a> {
-    Frame {
-        title,
-        project: Some(project),
-        nav: Nav::Metrics,
-        projects,
     }
 }
 
@@ -126,7 +109,11 @@ async fn list(
             }
         }
     };
-    layout::page(&viewer, &frame("Metrics", &project, &projects), body)
+    layout::page(
+        &viewer,
+        &Frame::in_project(Nav::Metrics, "Metrics", &project, &projects),
+        body,
+    )
 }
 
 async fn new(
@@ -151,7 +138,11 @@ async fn new(
         (layout::head(&[("Metrics", format!("/ui/p/{project}/metrics"))], "New metric", None, html! {}))
         (form(&project, None, true))
     };
-    layout::page(&viewer, &frame("New metric", &project, &projects), body)
+    layout::page(
+        &viewer,
+        &Frame::in_project(Nav::Metrics, "New metric", &project, &projects),
+        body,
+    )
 }
 
 async fn edit(
@@ -185,7 +176,11 @@ async fn edit(
         }))
         (form(&project, Some(&metric), can_edit))
     };
-    layout::page(&viewer, &frame(&title, &project, &projects), body)
+    layout::page(
+        &viewer,
+        &Frame::in_project(Nav::Metrics, &title, &project, &projects),
+        body,
+    )
 }
 
 fn conditions_json(s: Option<&EventSource>) -> String {

@@ -17,7 +17,6 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use maud::{Markup, html};
@@ -55,14 +54,8 @@ async fn fragment(
     view: Result<Query<View>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let view = view.map(|q| q.0).unwrap_or_default();
-    if viewer.role_in(&project).is_none() {
-        return error_page(
-            Some(&viewer),
-            &(
-                StatusCode::NOT_FOUND,
-                "No such project, or you have no role in it.".into(),
-            ),
-        );
+    if let Some(page) = viewer.refused(&project) {
+        return page;
     }
     let (experiment, metrics, alerts) = tokio::join!(
         state.store.get_experiment(&project, &env, &key),

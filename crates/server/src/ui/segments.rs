@@ -9,9 +9,9 @@ use axum::response::Response;
 use axum::routing::get;
 use maud::{Markup, html};
 use switchyard_core::model::{Condition, Operator};
-use switchyard_store::{FlagDefinition, Project, SegmentDefinition, StoreError};
+use switchyard_store::{FlagDefinition, SegmentDefinition, StoreError};
 
-use super::layout::{self, Frame, Nav, Viewer, error_page, field, store_error};
+use super::layout::{self, Frame, Nav, Viewer, error_page, field, not_found, store_error};
 use super::rules::{condition_text, segment_rule_item};
 use crate::state::AppState;
 
@@ -20,19 +20,6 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/p/{project}/segments", get(list))
         .route("/ui/p/{project}/segments/new", get(new_segment))
         .route("/ui/p/{project}/segments/{key}", get(segment_page))
-}
-
-fn not_found(viewer: &Viewer, what: &str) -> Response {
-    error_page(Some(viewer), &(StatusCode::NOT_FOUND, what.to_string()))
-}
-
-fn frame<'a>(title: &'a str, project: &'a str, projects: &'a [Project]) -> Frame<'a> {
-    Frame {
-        title,
-        project: Some(project),
-        nav: Nav::Segments,
-        projects,
-    }
 }
 
 fn uses_segment(c: &Condition, segment: &str) -> bool {
@@ -62,8 +49,8 @@ async fn list(
     viewer: Viewer,
     Path(project): Path<String>,
 ) -> Response {
-    if viewer.role_in(&project).is_none() {
-        return not_found(&viewer, "No such project, or you have no role in it.");
+    if let Some(page) = viewer.refused(&project) {
+        return page;
     }
     let loaded = async {
         let projects = state.store.list_projects().await?;
@@ -122,7 +109,11 @@ async fn list(
             }
         }
     };
-    layout::page(&viewer, &frame("Segments", &project, &projects), body)
+    layout::page(
+        &viewer,
+        &Frame::in_project(Nav::Segments, "Segments", &project, &projects),
+        body,
+    )
 }
 
 fn form_fields(s: Option<&SegmentDefinition>) -> Markup {
@@ -155,8 +146,8 @@ async fn new_segment(
     viewer: Viewer,
     Path(project): Path<String>,
 ) -> Response {
-    if viewer.role_in(&project).is_none() {
-        return not_found(&viewer, "No such project, or you have no role in it.");
+    if let Some(page) = viewer.refused(&project) {
+        return page;
     }
     let projects = match state.store.list_projects().await {
         Ok(p) => p,
@@ -186,7 +177,11 @@ async fn new_segment(
             div.actions { button.primary type="submit" { "Create segment" } a href=(format!("/ui/p/{project}/segments")) { "Cancel" } }
         }
     };
-    layout::page(&viewer, &frame("New segment", &project, &projects), body)
+    layout::page(
+        &viewer,
+        &Frame::in_project(Nav::Segments, "New segment", &project, &projects),
+        body,
+    )
 }
 
 async fn segment_page(
@@ -194,8 +189,8 @@ async fn segment_page(
     viewer: Viewer,
     Path((project, key)): Path<(String, String)>,
 ) -> Response {
-    if viewer.role_in(&project).is_none() {
-        return not_found(&viewer, "No such project, or you have no role in it.");
+    if let Some(page) = viewer.refused(&project) {
+        return page;
     }
     let loaded = async {
         let projects = state.store.list_projects().await?;
@@ -260,7 +255,11 @@ async fn segment_page(
         }
         (used_by(&project, &used))
     };
-    layout::page(&viewer, &frame(&s.name, &project, &projects), body)
+    layout::page(
+        &viewer,
+        &Frame::in_project(Nav::Segments, &s.name, &project, &projects),
+        body,
+    )
 }
 
 fn used_by(project: &str, used: &[&str]) -> Markup {
