@@ -7,7 +7,9 @@
 //!
 //! The multiply-shift maps the 32-bit hash onto 10 000 buckets without the
 //! bias a modulo would add. The hash is computed over the three pieces
-//! (salt, `/`, unit) as one byte stream, without building the string.
+//! (salt, `/`, unit) as one byte stream, without building the string; a
+//! compiled configuration keeps the state after `"{salt}/"` ([`Salted`]),
+//! so an evaluation hashes only the unit's bytes.
 
 /// Number of buckets: 0.01 % resolution.
 pub const BUCKETS: u32 = 10_000;
@@ -38,6 +40,7 @@ fn fmix(mut h: u32) -> u32 {
 }
 
 /// Streaming MurmurHash3 x86_32 over several byte slices.
+#[derive(Debug, Clone, Copy)]
 struct Murmur3 {
     h: u32,
     tail: u32,
@@ -118,6 +121,29 @@ pub fn bucket(salt: &str, unit: &str) -> u32 {
     hash_to_bucket(hash_unit(salt, unit))
 }
 
+/// The hash state after `"{salt}/"`, computed once when a configuration
+/// is compiled: [`Salted::bucket`] continues it over the unit's bytes and
+/// gives exactly [`bucket`]`(salt, unit)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Salted(Murmur3);
+
+impl Salted {
+    pub fn new(salt: &str) -> Self {
+        let mut m = Murmur3::new(0);
+        m.write(salt.as_bytes());
+        m.write(b"/");
+        Salted(m)
+    }
+
+    /// The bucket (0..=9999) of `unit` under this salt.
+    #[inline]
+    pub fn bucket(&self, unit: &str) -> u32 {
+        let mut m = self.0;
+        m.write(unit.as_bytes());
+        hash_to_bucket(m.finish())
+    }
+}
+
 /// Maps a 32-bit hash onto 0..=9999 by multiply-shift.
 #[inline]
 pub fn hash_to_bucket(h: u32) -> u32 {
@@ -152,6 +178,10 @@ mod tests {
             for unit in ["", "u", "user-1", "ユーザー", "Zoë🎉"] {
                 let joined = format!("{salt}/{unit}");
                 assert_eq!(hash_unit(salt, unit), murmur3_x86_32(joined.as_bytes(), 0));
+                assert_eq!(
+                    Salted::new(salt).bucket(unit),
+                    hash_to_bucket(murmur3_x86_32(joined.as_bytes(), 0))
+                );
             }
         }
     }

@@ -3,12 +3,15 @@
 //! Every problem a document can have is found here, with the entity key and
 //! field path in the error; evaluation itself never fails on configuration.
 
+use hashbrown::HashTable;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use serde_json::{Map, Value};
 
-use crate::bucket::BUCKETS;
+use crate::bucket::{BUCKETS, Salted};
+use crate::condition::bytes_eq;
 use crate::condition::{CompiledCondition, SegmentLookup, compile_condition};
+use crate::context::{AttributeName, hash_name};
 use crate::limits::{MAX_EVALUATION_COST, MAX_PREREQUISITE_DEPTH, REGEX_MEMORY_LIMIT};
 use crate::model::{
     BasisPoints, Condition, ConfigDocument, Experiment, ExperimentStatus, Flag, FlagType, Serve,
@@ -49,7 +52,8 @@ pub struct Evaluator {
     pub(crate) environment: String,
     pub(crate) revision: u64,
     pub(crate) flags: Vec<CompiledFlag>,
-    pub(crate) flag_index: HashMap<String, usize>,
+    /// Positions in `flags` by the key's [`hash_name`].
+    pub(crate) flag_index: HashTable<u32>,
     pub(crate) segments: Vec<CompiledSegment>,
     pub(crate) experiments: Vec<CompiledExperiment>,
     pub(crate) holdouts: Vec<CompiledHoldout>,
@@ -88,7 +92,9 @@ pub(crate) enum CompiledServe {
     Variation(usize),
     /// Exclusive upper bucket bounds with their variation, ascending.
     Split {
-        bucket_by: String,
+        bucket_by: AttributeName,
+        /// The flag key, hashed once.
+        salt: Salted,
         ranges: Vec<(u32, usize)>,
     },
     Experiment(usize),
@@ -106,15 +112,17 @@ pub(crate) struct CompiledSegment {
 #[derive(Debug)]
 pub(crate) struct CompiledExperiment {
     pub(crate) key: String,
-    /// What the assignment bucket is salted with (the key unless set).
-    pub(crate) salt: String,
+    /// What the assignment bucket is salted with (the key unless set),
+    /// hashed once.
+    pub(crate) salt: Salted,
     pub(crate) phase: u32,
     pub(crate) status: ExperimentStatus,
     /// `[start, end)` bucket ranges with the variation index of the flag.
     pub(crate) arms: Vec<(u32, u32, usize)>,
-    pub(crate) bucket_by: String,
+    pub(crate) bucket_by: AttributeName,
     pub(crate) conditions: Vec<CompiledCondition>,
-    pub(crate) layer: Option<(String, u32, u32)>,
+    /// The layer's salted hash and its `[start, end)` bucket range.
+    pub(crate) layer: Option<(Salted, u32, u32)>,
     pub(crate) holdouts: Vec<usize>,
     pub(crate) winner: Option<usize>,
     /// Cost of one assignment.
@@ -123,9 +131,24 @@ pub(crate) struct CompiledExperiment {
 
 #[derive(Debug)]
 pub(crate) struct CompiledHoldout {
-    pub(crate) key: String,
+    /// The holdout key, hashed once as the salt.
+    pub(crate) salt: Salted,
     pub(crate) size: u32,
-    pub(crate) bucket_by: String,
+    pub(crate) bucket_by: AttributeName,
+}
+
+impl Evaluator {
+    /// The position of the flag `key` in `flags`.
+    #[inline]
+    pub(crate) fn position(&self, key: &str) -> Option<usize> {
+        self.flag_index
+            .find(hash_name(key), |&i| {
+                self.flags
+                    .get(i as usize)
+                    .is_some_and(|f| bytes_eq(&f.key, key.as_bytes()))
+            })
+            .map(|&i| i as usize)
+    }
 }
 
 /// Compiles a document into an evaluator.
@@ -149,9 +172,9 @@ pub fn compile(doc: &ConfigDocument) -> Result<Evaluator, CompileError> {
         check_bp("holdout", &h.key, "size", h.size)?;
         check_attribute("holdout", &h.key, "bucket_by", &h.bucket_by)?;
         holdouts.push(CompiledHoldout {
-            key: h.key.clone(),
+            salt: Salted::new(&h.key),
             size: h.size,
-            bucket_by: h.bucket_by.clone(),
+            bucket_by: AttributeName::new(&h.bucket_by),
         });
     }
 
@@ -229,11 +252,17 @@ pub fn compile(doc: &ConfigDocument) -> Result<Evaluator, CompileError> {
         Vec::new()
     };
 
+    let mut by_key = HashTable::with_capacity(flags.len());
+    for (i, f) in flags.iter().enumerate() {
+        by_key.insert_unique(hash_name(&f.key), i as u32, |&j: &u32| {
+            hash_name(&flags[j as usize].key)
+        });
+    }
     Ok(Evaluator {
         environment: doc.environment.clone(),
         revision: doc.revision,
+        flag_index: by_key,
         flags,
-        flag_index,
         segments,
         experiments,
         holdouts,
@@ -426,7 +455,7 @@ fn compile_experiment(
                     ),
                 ));
             }
-            Some((l.key.clone(), l.start, l.end))
+            Some((Salted::new(&l.key), l.start, l.end))
         }
     };
     let mut holdouts = Vec::with_capacity(e.holdouts.len());
@@ -449,11 +478,11 @@ fn compile_experiment(
     };
     Ok(CompiledExperiment {
         key: e.key.clone(),
-        salt: e.salt().to_string(),
+        salt: Salted::new(e.salt()),
         phase: e.phase,
         status: e.status,
         arms,
-        bucket_by: e.bucket_by.clone(),
+        bucket_by: AttributeName::new(&e.bucket_by),
         conditions: compile_conditions(
             K,
             &e.key,
@@ -569,7 +598,8 @@ fn compile_flag(
                     &variation_keys,
                 )?;
                 Ok(CompiledServe::Split {
-                    bucket_by: split.bucket_by.clone(),
+                    bucket_by: AttributeName::new(&split.bucket_by),
+                    salt: Salted::new(key),
                     ranges: ranges
                         .into_iter()
                         .filter(|(s, e, _)| e > s)

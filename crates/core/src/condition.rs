@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 use regex_automata::meta::Regex;
 use serde_json::{Number, Value};
 
-use crate::context::Context;
+use crate::context::{AttributeName, Context};
 use crate::limits::{
     REGEX_CACHE_PER_PROGRAM_BYTE, REGEX_MAX_CACHE, REGEX_MAX_INPUT, REGEX_MAX_LEN, REGEX_MIN_CACHE,
     REGEX_SIZE_LIMIT,
@@ -30,7 +30,7 @@ pub(crate) type SegmentLookup<'a> = &'a dyn Fn(&str) -> Option<usize>;
 
 #[derive(Debug)]
 pub(crate) struct CompiledCondition {
-    pub(crate) attribute: String,
+    pub(crate) attribute: AttributeName,
     pub(crate) test: Test,
 }
 
@@ -39,8 +39,8 @@ pub(crate) enum Test {
     Equals(Scalar, bool),
     In(ScalarSet, bool),
     Contains(String, bool),
-    StartsWith(String),
-    EndsWith(String),
+    StartsWith(Text),
+    EndsWith(Text),
     Matches(Box<Pattern>, bool),
     Number(Cmp, f64),
     Semver(Cmp, Box<semver::Version>),
@@ -72,10 +72,96 @@ impl Cmp {
     }
 }
 
+/// Whether two byte strings are equal, comparing strings of up to 16
+/// bytes (attribute names, country codes, plans) with a few loads instead
+/// of a call to `memcmp`.
+#[inline(always)]
+pub(crate) fn bytes_eq(a: impl AsRef<[u8]>, b: &[u8]) -> bool {
+    let a = a.as_ref();
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    // In range: `n` is at least the width read.
+    let word = |s: &[u8], i: usize| <[u8; 8]>::try_from(&s[i..i + 8]).ok();
+    let half = |s: &[u8], i: usize| <[u8; 4]>::try_from(&s[i..i + 4]).ok();
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// A string operand with a fingerprint of its bytes, so that comparing it
+/// with the short strings contexts hold is a few integer compares instead
+/// of a call to `memcmp`.
+#[derive(Debug, Clone)]
+pub(crate) struct Text {
+    text: String,
+    head: u64,
+}
+
+/// Up to eight bytes of `b` that, together with its length, determine a
+/// string of at most eight bytes: all of it from 8 bytes down; for 4 to 7
+/// bytes the first four and the last four (overlapping); for 1 to 3 bytes
+/// the first, middle and last byte. Longer strings also compare the rest.
+#[inline(always)]
+fn head(b: &[u8]) -> u64 {
+    let n = b.len();
+    if n >= 8 {
+        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    } else if n >= 4 {
+        let first = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let last = u32::from_le_bytes([b[n - 4], b[n - 3], b[n - 2], b[n - 1]]);
+        u64::from(first) | (u64::from(last) << 32)
+    } else if n > 0 {
+        u64::from(b[0]) | (u64::from(b[n / 2]) << 8) | (u64::from(b[n - 1]) << 16)
+    } else {
+        0
+    }
+}
+
+impl Text {
+    fn new(text: String) -> Self {
+        Text {
+            head: head(text.as_bytes()),
+            text,
+        }
+    }
+
+    /// Whether `b`, whose [`head`] is `h`, is this text.
+    #[inline(always)]
+    fn is(&self, b: &[u8], h: u64) -> bool {
+        self.head == h && self.text.len() == b.len() && (b.len() <= 8 || bytes_eq(&self.text, b))
+    }
+
+    #[inline]
+    fn eq_str(&self, s: &str) -> bool {
+        self.is(s.as_bytes(), head(s.as_bytes()))
+    }
+
+    #[inline]
+    fn is_prefix_of(&self, s: &str) -> bool {
+        s.as_bytes()
+            .get(..self.text.len())
+            .is_some_and(|p| self.is(p, head(p)))
+    }
+
+    #[inline]
+    fn is_suffix_of(&self, s: &str) -> bool {
+        let b = s.as_bytes();
+        b.len()
+            .checked_sub(self.text.len())
+            .is_some_and(|start| self.is(&b[start..], head(&b[start..])))
+    }
+}
+
 /// A scalar operand for equality and membership.
 #[derive(Debug, Clone)]
 pub(crate) enum Scalar {
-    Str(String),
+    Str(Text),
     Num(f64),
     Bool(bool),
 }
@@ -83,17 +169,17 @@ pub(crate) enum Scalar {
 impl Scalar {
     fn from_value(v: &Value) -> Option<Scalar> {
         match v {
-            Value::String(s) => Some(Scalar::Str(s.clone())),
+            Value::String(s) => Some(Scalar::Str(Text::new(s.clone()))),
             Value::Number(n) => n.as_f64().map(Scalar::Num),
             Value::Bool(b) => Some(Scalar::Bool(*b)),
             _ => None,
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn eq_value(&self, v: &Value) -> bool {
         match (self, v) {
-            (Scalar::Str(a), Value::String(b)) => a == b,
+            (Scalar::Str(a), Value::String(b)) => a.eq_str(b),
             (Scalar::Num(a), Value::Number(b)) => b.as_f64() == Some(*a),
             (Scalar::Bool(a), Value::Bool(b)) => a == b,
             _ => false,
@@ -101,10 +187,15 @@ impl Scalar {
     }
 }
 
-/// Membership set: small lists are scanned, large string lists hashed.
+/// Membership set: small lists are scanned (strings by fingerprint, see
+/// [`Text`]), large string lists hashed.
 #[derive(Debug)]
 pub(crate) struct ScalarSet {
-    small: Vec<Scalar>,
+    /// The strings of a small list.
+    texts: Vec<Text>,
+    /// Numbers and booleans (of any list).
+    others: Vec<Scalar>,
+    /// The strings of a large list.
     strings: HashSet<String>,
 }
 
@@ -112,33 +203,33 @@ const HASH_THRESHOLD: usize = 12;
 
 impl ScalarSet {
     fn new(items: Vec<Scalar>) -> Self {
-        if items.len() <= HASH_THRESHOLD {
-            return ScalarSet {
-                small: items,
-                strings: HashSet::default(),
-            };
-        }
-        let mut small = Vec::new();
-        let mut strings = HashSet::default();
+        let hashed = items.len() > HASH_THRESHOLD;
+        let mut set = ScalarSet {
+            texts: Vec::new(),
+            others: Vec::new(),
+            strings: HashSet::default(),
+        };
         for s in items {
             match s {
-                Scalar::Str(s) => {
-                    strings.insert(s);
+                Scalar::Str(t) if hashed => {
+                    set.strings.insert(t.text);
                 }
-                other => small.push(other),
+                Scalar::Str(t) => set.texts.push(t),
+                other => set.others.push(other),
             }
         }
-        ScalarSet { small, strings }
+        set
     }
 
-    #[inline]
+    #[inline(always)]
     fn contains(&self, v: &Value) -> bool {
-        if let Value::String(s) = v
-            && self.strings.contains(s.as_str())
-        {
-            return true;
+        match v {
+            Value::String(s) => {
+                let (b, h) = (s.as_bytes(), head(s.as_bytes()));
+                self.texts.iter().any(|t| t.is(b, h)) || self.strings.contains(s.as_str())
+            }
+            _ => self.others.iter().any(|s| s.eq_value(v)),
         }
-        self.small.iter().any(|s| s.eq_value(v))
     }
 }
 
@@ -167,6 +258,60 @@ pub fn parse_semver(s: &str) -> Option<semver::Version> {
         _ => return None,
     };
     semver::Version::parse(&padded).ok()
+}
+
+/// The numeric core of a plain release version, `MAJOR[.MINOR[.PATCH]]`
+/// with an optional leading `v` or `V`, each number of at most 19 digits
+/// (so within `u64`) without leading zeros: the common form of a context's
+/// version, read without the parser. `None` for anything else, valid or
+/// not (surrounding space, pre-release, build metadata, longer numbers):
+/// [`cmp_semver`] then uses [`parse_semver`], which reads every string
+/// accepted here as the same release.
+#[inline]
+fn plain_release(s: &str) -> Option<[u64; 3]> {
+    let b = match s.as_bytes() {
+        [b'v' | b'V', rest @ ..] => rest,
+        b => b,
+    };
+    let mut core = [0u64; 3];
+    let mut i = 0;
+    for (part, slot) in core.iter_mut().enumerate() {
+        let start = i;
+        let mut n = 0u64;
+        while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+            // Wraps only past 19 digits, which are refused below.
+            n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || len > 19 || (len > 1 && b[start] == b'0') {
+            return None;
+        }
+        *slot = n;
+        match b.get(i) {
+            None => return Some(core),
+            Some(b'.') if part < 2 => i += 1,
+            Some(_) => return None,
+        }
+    }
+    None
+}
+
+/// The SemVer precedence of the context's version `have` against `want`;
+/// `None` when `have` is not a version ([`parse_semver`]). A plain release
+/// (the common case) is compared without parsing or allocating.
+#[inline]
+pub(crate) fn cmp_semver(have: &str, want: &semver::Version) -> Option<Ordering> {
+    if let Some(core) = plain_release(have) {
+        let o = core.cmp(&[want.major, want.minor, want.patch]);
+        // A release comes after the pre-releases of the same core.
+        return Some(if o == Ordering::Equal && !want.pre.is_empty() {
+            Ordering::Greater
+        } else {
+            o
+        });
+    }
+    parse_semver(have).map(|h| h.cmp_precedence(want))
 }
 
 /// An instant as nanoseconds since the Unix epoch, from an RFC 3339 string
@@ -240,8 +385,8 @@ pub(crate) fn compile_condition(
         Operator::Contains | Operator::NotContains => {
             Test::Contains(need_string("contains")?, c.op == Operator::NotContains)
         }
-        Operator::StartsWith => Test::StartsWith(need_string("starts_with")?),
-        Operator::EndsWith => Test::EndsWith(need_string("ends_with")?),
+        Operator::StartsWith => Test::StartsWith(Text::new(need_string("starts_with")?)),
+        Operator::EndsWith => Test::EndsWith(Text::new(need_string("ends_with")?)),
         Operator::Matches | Operator::NotMatches => {
             let src = need_string("matches")?;
             if src.len() > REGEX_MAX_LEN {
@@ -314,7 +459,7 @@ pub(crate) fn compile_condition(
         }
     };
     Ok(CompiledCondition {
-        attribute: c.attribute.clone(),
+        attribute: AttributeName::new(&c.attribute),
         test,
     })
 }
@@ -422,13 +567,13 @@ impl CompiledCondition {
 
     /// Whether the condition holds. Segment tests are delegated to
     /// `in_segment(segment_index, unit)`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn holds(
         &self,
         ctx: &Context,
         in_segment: &dyn Fn(usize, Option<&Value>) -> bool,
     ) -> bool {
-        let attr = ctx.get(&self.attribute);
+        let attr = ctx.get_named(&self.attribute);
         if let Test::InSegment(segments, negated) = &self.test {
             let any = segments.iter().any(|&s| in_segment(s, attr));
             return any != *negated;
@@ -448,8 +593,8 @@ impl CompiledCondition {
                 Value::String(s) => s.contains(needle.as_str()) != *neg,
                 _ => false,
             },
-            Test::StartsWith(p) => v.as_str().is_some_and(|s| s.starts_with(p.as_str())),
-            Test::EndsWith(p) => v.as_str().is_some_and(|s| s.ends_with(p.as_str())),
+            Test::StartsWith(p) => v.as_str().is_some_and(|s| p.is_prefix_of(s)),
+            Test::EndsWith(p) => v.as_str().is_some_and(|s| p.is_suffix_of(s)),
             // A longer string is unusable, like a type mismatch: matching
             // costs up to (program size x input length).
             Test::Matches(p, neg) => match v {
@@ -460,8 +605,8 @@ impl CompiledCondition {
                 Some(x) if v.is_number() => x.partial_cmp(n).is_some_and(|o| cmp.holds(o)),
                 _ => false,
             },
-            Test::Semver(cmp, want) => match v.as_str().and_then(parse_semver) {
-                Some(have) => cmp.holds(have.cmp_precedence(want)),
+            Test::Semver(cmp, want) => match v.as_str().and_then(|s| cmp_semver(s, want)) {
+                Some(o) => cmp.holds(o),
                 None => false,
             },
             Test::Instant(cmp, t) => match parse_instant(v) {
@@ -471,5 +616,141 @@ impl CompiledCondition {
             Test::Exists(neg) => !*neg,
             Test::InSegment(..) => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What `cmp_semver` must equal: the parser, then SemVer precedence.
+    fn parsed_cmp(have: &str, want: &semver::Version) -> Option<Ordering> {
+        parse_semver(have).map(|h| h.cmp_precedence(want))
+    }
+
+    /// Version-like strings: plain releases of one to four parts, with
+    /// leading zeros, numbers past `u64`, a `v` prefix, surrounding space,
+    /// pre-release and build parts, and stray characters.
+    fn version_like() -> impl Strategy<Value = String> {
+        let number = prop_oneof![
+            4 => (0u64..20).prop_map(|n| n.to_string()),
+            1 => any::<u64>().prop_map(|n| n.to_string()),
+            1 => Just("18446744073709551616".to_string()),
+            1 => "0[0-9]{1,2}",
+            1 => Just(String::new()),
+        ];
+        (
+            prop_oneof![4 => Just(""), 1 => Just("v"), 1 => Just("V"), 1 => Just(" "), 1 => Just("vv")],
+            proptest::collection::vec(number, 1..=4),
+            prop_oneof![
+                4 => Just(String::new()),
+                1 => "-[0-9A-Za-z]{1,4}(\\.[0-9A-Za-z-]{1,4}){0,2}",
+                1 => "\\+[0-9A-Za-z]{1,4}",
+                1 => "-(alpha|beta|rc)\\.[0-9]\\+b[0-9]",
+                1 => "[ .x-]",
+            ],
+        )
+            .prop_map(|(prefix, parts, suffix)| format!("{prefix}{}{suffix}", parts.join(".")))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn fast_semver_comparison_agrees_with_the_parser(
+            have in version_like(),
+            want in version_like(),
+        ) {
+            if let Some(want) = parse_semver(&want) {
+                prop_assert_eq!(cmp_semver(&have, &want), parsed_cmp(&have, &want), "{} vs {}", have, want);
+            }
+        }
+
+        #[test]
+        fn a_plain_release_is_what_the_parser_reads(have in version_like()) {
+            if let Some([major, minor, patch]) = plain_release(&have) {
+                let v = parse_semver(&have);
+                prop_assert!(v.is_some(), "{:?} read as plain but the parser refuses it", have);
+                let v = v.unwrap();
+                prop_assert_eq!((v.major, v.minor, v.patch), (major, minor, patch));
+                prop_assert!(v.pre.is_empty() && v.build.is_empty());
+            }
+        }
+
+        #[test]
+        fn text_comparisons_agree_with_str(a in "[ab]{0,10}", b in "[ab]{0,10}") {
+            let t = Text::new(a.clone());
+            prop_assert_eq!(t.eq_str(&b), a == b);
+            prop_assert_eq!(t.is_prefix_of(&b), b.starts_with(&a));
+            prop_assert_eq!(t.is_suffix_of(&b), b.ends_with(&a));
+        }
+    }
+
+    #[test]
+    fn fast_semver_comparison_handles_pre_releases_and_edge_forms() {
+        let v = |s: &str| parse_semver(s).unwrap();
+        let cases = [
+            ("2.4.1", "2.0.0", Some(Ordering::Greater)),
+            ("2.0.0", "2.0.0-rc.1", Some(Ordering::Greater)),
+            ("2.0.0-rc.1", "2.0.0", Some(Ordering::Less)),
+            ("v2", "2.0.0", Some(Ordering::Equal)),
+            ("2.1", "2.1.0+build", Some(Ordering::Equal)),
+            (" 2.1.0 ", "2.1.0", Some(Ordering::Equal)),
+            ("01.2.3", "1.2.3", None),
+            ("1.2.3.4", "1.2.3", None),
+            ("18446744073709551616.0.0", "1.0.0", None),
+            ("", "1.0.0", None),
+        ];
+        for (have, want, expected) in cases {
+            assert_eq!(cmp_semver(have, &v(want)), expected, "{have} vs {want}");
+            assert_eq!(parsed_cmp(have, &v(want)), expected, "{have} vs {want}");
+        }
+        assert_eq!(
+            plain_release("v9999999999999999999.0"),
+            Some([9_999_999_999_999_999_999, 0, 0])
+        );
+        // Twenty digits go to the parser, which still reads `u64::MAX`.
+        assert_eq!(plain_release("18446744073709551615.0.0"), None);
+        assert_eq!(
+            cmp_semver("18446744073709551615.0.0", &v("1.0.0")),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(plain_release("1.2.3-rc.1"), None);
+    }
+
+    #[test]
+    fn short_and_long_strings_compare_by_every_byte() {
+        // Same length, same first/middle/last bytes where a fingerprint
+        // could collide if it looked at fewer bytes.
+        let pairs = [
+            ("abc", "abc", true),
+            ("abc", "aXc", false),
+            ("abcde", "abXde", false),
+            ("abcdefg", "abcXefg", false),
+            ("abcdefgh", "abcdefgX", false),
+            ("abcdefghij", "abcdefghiX", false),
+            ("abcdefghij", "abcdefghij", true),
+            ("", "", true),
+            ("a", "", false),
+        ];
+        for (a, b, eq) in pairs {
+            assert_eq!(Text::new(a.into()).eq_str(b), eq, "{a} vs {b}");
+            assert_eq!(Text::new(b.into()).eq_str(a), eq, "{b} vs {a}");
+        }
+        let set = ScalarSet::new(
+            ["DE", "FR", "NL", "SE", "NO"]
+                .map(|s| Scalar::Str(Text::new(s.into())))
+                .into_iter()
+                .chain([Scalar::Num(5.0), Scalar::Bool(true)])
+                .collect(),
+        );
+        assert!(set.contains(&Value::from("NL")));
+        assert!(!set.contains(&Value::from("US")));
+        assert!(!set.contains(&Value::from("N")));
+        assert!(set.contains(&Value::from(5)));
+        assert!(set.contains(&Value::from(true)));
+        assert!(!set.contains(&Value::from("5")));
     }
 }

@@ -1,24 +1,98 @@
 //! The evaluation context: a targeting key plus attributes.
 
 use std::borrow::Cow;
+use std::hash::BuildHasher;
 
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::condition::bytes_eq;
 use crate::model::TARGETING_KEY;
 
 /// Attributes of the unit being evaluated. The targeting key is stored as
 /// the attribute `targetingKey`, so conditions and `bucket_by` name it like
 /// any other attribute.
 ///
-/// Attributes live in a hash map (FxHash): evaluation looks attributes up
-/// many times per flag, and hashing a short name beats the several string
-/// comparisons of an ordered map.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(transparent)]
+/// Evaluation looks attributes up many times per flag, so each attribute
+/// keeps the (FxHash) hash of its name, and a compiled configuration hashes
+/// the names it looks up once ([`AttributeName`]): a lookup compares
+/// hashes, then the name once. A context of up to [`SCANNED`] attributes
+/// (the usual size) is scanned, which for so few beats probing a hash
+/// table; a larger one is indexed by a hash table.
+#[derive(Clone, Default)]
 pub struct Context {
-    attributes: FxHashMap<String, Value>,
+    /// The hash of each attribute's name, beside `entries` so that a scan
+    /// reads only these.
+    hashes: Vec<u64>,
+    /// Names and values, in the order first set.
+    entries: Vec<(String, Value)>,
+    /// Positions in `entries` by name hash; empty (and not allocated)
+    /// until there are more than [`SCANNED`] entries.
+    index: HashTable<u32>,
+}
+
+/// Contexts of up to this many attributes are scanned, not indexed.
+const SCANNED: usize = 16;
+
+/// An attribute name with its hash, computed when a configuration is
+/// compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct AttributeName {
+    name: String,
+    hash: u64,
+}
+
+impl AttributeName {
+    pub(crate) fn new(name: &str) -> Self {
+        AttributeName {
+            name: name.to_string(),
+            hash: hash_name(name),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The hash attribute names and flag keys are looked up by.
+#[inline]
+pub(crate) fn hash_name(name: &str) -> u64 {
+    FxBuildHasher.hash_one(name)
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.entries.iter().map(|(k, v)| (k, v)))
+            .finish()
+    }
+}
+
+/// Equal when both hold the same attributes with equal values (in any
+/// order).
+impl PartialEq for Context {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries.len() == other.entries.len()
+            && self
+                .entries
+                .iter()
+                .all(|(k, v)| other.attributes_get(k) == Some(v))
+    }
+}
+
+/// A JSON object of the attributes, in the order first set.
+impl Serialize for Context {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.entries.len()))?;
+        for (k, v) in &self.entries {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
 
 /// Contexts are small: room for this many attributes is reserved up front,
@@ -40,15 +114,18 @@ impl<'de> Deserialize<'de> for Context {
                 mut map: A,
             ) -> Result<Context, A::Error> {
                 let capacity = map.size_hint().unwrap_or(0).clamp(TYPICAL_ATTRIBUTES, 64);
-                let mut attributes =
-                    FxHashMap::with_capacity_and_hasher(capacity, Default::default());
+                let mut context = Context {
+                    hashes: Vec::with_capacity(capacity),
+                    entries: Vec::with_capacity(capacity),
+                    index: HashTable::new(),
+                };
                 while let Some((k, v)) = map.next_entry::<String, Value>()? {
-                    attributes.insert(k, v);
-                    if attributes.len() > MAX_ATTRIBUTES {
+                    context.insert(k, v);
+                    if context.entries.len() > MAX_ATTRIBUTES {
                         return Err(serde::de::Error::custom(ContextError::TooManyAttributes));
                     }
                 }
-                Ok(Context { attributes })
+                Ok(context)
             }
         }
         d.deserialize_map(Attributes)
@@ -96,9 +173,17 @@ impl Context {
             return Err(ContextError::TooManyAttributes);
         }
         match attributes.get(TARGETING_KEY) {
-            None | Some(Value::Null) | Some(Value::String(_)) => Ok(Context {
-                attributes: attributes.into_iter().collect(),
-            }),
+            None | Some(Value::Null) | Some(Value::String(_)) => {
+                let mut context = Context {
+                    hashes: Vec::with_capacity(attributes.len()),
+                    entries: Vec::with_capacity(attributes.len()),
+                    index: HashTable::new(),
+                };
+                for (k, v) in attributes {
+                    context.insert(k, v);
+                }
+                Ok(context)
+            }
             Some(_) => Err(ContextError::TargetingKeyNotString),
         }
     }
@@ -106,7 +191,7 @@ impl Context {
     /// Checks a context built by deserialising it directly (the fast path):
     /// the same rule as [`Context::from_map`].
     pub fn checked(self) -> Result<Self, ContextError> {
-        match self.attributes.get(TARGETING_KEY) {
+        match self.attributes_get(TARGETING_KEY) {
             None | Some(Value::Null) | Some(Value::String(_)) => Ok(self),
             Some(_) => Err(ContextError::TargetingKeyNotString),
         }
@@ -114,17 +199,86 @@ impl Context {
 
     /// Sets an attribute, returning `self` for chaining.
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<Value>) -> &mut Self {
-        self.attributes.insert(name.into(), value.into());
+        self.insert(name.into(), value.into());
         self
+    }
+
+    /// Sets an attribute; a name set before keeps its last value.
+    fn insert(&mut self, name: String, value: Value) {
+        let hash = hash_name(&name);
+        if let Some(i) = self.position(hash, &name) {
+            self.entries[i].1 = value;
+            return;
+        }
+        self.hashes.push(hash);
+        self.entries.push((name, value));
+        let hashes = &self.hashes;
+        let rehash = |&i: &u32| hashes[i as usize];
+        if hashes.len() == SCANNED + 1 {
+            self.index.reserve(hashes.len(), rehash);
+            for (i, &h) in hashes.iter().enumerate() {
+                self.index.insert_unique(h, i as u32, rehash);
+            }
+        } else if hashes.len() > SCANNED + 1 {
+            self.index
+                .insert_unique(hash, (hashes.len() - 1) as u32, rehash);
+        }
+    }
+
+    /// Where the attribute `name`, whose hash is `hash`, is in `entries`.
+    #[inline(always)]
+    fn position(&self, hash: u64, name: &str) -> Option<usize> {
+        if self.hashes.len() > SCANNED {
+            return self
+                .index
+                .find(hash, |&i| {
+                    self.hashes[i as usize] == hash
+                        && self
+                            .entries
+                            .get(i as usize)
+                            .is_some_and(|(k, _)| bytes_eq(k, name.as_bytes()))
+                })
+                .map(|&i| i as usize);
+        }
+        // The name is compared only where the hash matches.
+        self.hashes
+            .iter()
+            .zip(&self.entries)
+            .position(|(&h, (k, _))| h == hash && bytes_eq(k, name.as_bytes()))
+    }
+
+    /// The attribute's value, `null` included.
+    #[inline]
+    fn attributes_get(&self, name: &str) -> Option<&Value> {
+        self.position(hash_name(name), name)
+            .map(|i| &self.entries[i].1)
     }
 
     /// The attribute's value; `null` counts as absent.
     #[inline]
     pub fn get(&self, name: &str) -> Option<&Value> {
-        match self.attributes.get(name) {
+        match self.attributes_get(name) {
             None | Some(Value::Null) => None,
             Some(v) => Some(v),
         }
+    }
+
+    /// [`Context::get`] with the name hashed beforehand.
+    #[inline(always)]
+    pub(crate) fn get_named(&self, name: &AttributeName) -> Option<&Value> {
+        match self
+            .position(name.hash, &name.name)
+            .map(|i| &self.entries[i].1)
+        {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    /// [`Context::unit`] with the name hashed beforehand.
+    #[inline]
+    pub(crate) fn unit_named(&self, name: &AttributeName) -> Option<Cow<'_, str>> {
+        self.get_named(name).and_then(unit_text)
     }
 
     /// The bucketing unit named by `attribute`: a string as it is, a number
@@ -140,11 +294,8 @@ impl Context {
 
     /// Every attribute, sorted by name (a stable order for hashing).
     pub fn attributes(&self) -> Vec<(&str, &Value)> {
-        let mut all: Vec<(&str, &Value)> = self
-            .attributes
-            .iter()
-            .map(|(k, v)| (k.as_str(), v))
-            .collect();
+        let mut all: Vec<(&str, &Value)> =
+            self.entries.iter().map(|(k, v)| (k.as_str(), v)).collect();
         all.sort_unstable_by(|a, b| a.0.cmp(b.0));
         all
     }
@@ -179,7 +330,7 @@ mod tests {
 
     #[test]
     fn every_attribute_is_found_and_the_last_duplicate_wins() {
-        for n in [0, 1, 7, 8, 9, 200] {
+        for n in [0, 1, 7, 8, 9, 16, 17, 18, 200] {
             let mut text = String::from("{");
             for i in 0..n {
                 text.push_str(&format!("\"a{i}\": {i}, "));

@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 
 use rustc_hash::FxHashMap;
 
-use crate::bucket::bucket;
 use crate::compile::{CompiledExperiment, CompiledFlag, CompiledServe, Evaluator};
 use crate::context::Context;
 use crate::limits::MAX_PREREQUISITE_DEPTH;
@@ -214,13 +213,13 @@ impl Evaluator {
 
     /// The type of a flag, if it exists.
     pub fn flag_type(&self, key: &str) -> Option<FlagType> {
-        self.flag_index.get(key).map(|&i| self.flags[i].flag_type)
+        self.position(key).map(|i| self.flags[i].flag_type)
     }
 
     /// Evaluates one flag for `ctx`.
     pub fn evaluate<'a>(&'a self, key: &'a str, ctx: &Context) -> Evaluation<'a> {
-        match self.flag_index.get(key) {
-            Some(&i) => self.evaluate_at(i, ctx),
+        match self.position(key) {
+            Some(i) => self.evaluate_at(i, ctx),
             None => Evaluation {
                 key,
                 flag_type: None,
@@ -240,7 +239,7 @@ impl Evaluator {
     /// per-flag state beside the evaluator (see [`Evaluator::evaluate_at`]).
     #[inline]
     pub fn index_of(&self, key: &str) -> Option<usize> {
-        self.flag_index.get(key).copied()
+        self.position(key)
     }
 
     /// Evaluates every flag for `ctx`, in document order. Each flag is
@@ -306,7 +305,7 @@ impl Evaluator {
                 exposure: exposure.map(|e| Exposure {
                     experiment: &self.experiments[e].key,
                     variation: &f.variation_keys[variation],
-                    bucket_by: &self.experiments[e].bucket_by,
+                    bucket_by: self.experiments[e].bucket_by.as_str(),
                     phase: self.experiments[e].phase,
                 }),
                 metadata: Some(&f.metadata),
@@ -407,7 +406,7 @@ impl Evaluator {
             {
                 continue;
             }
-            match self.serve(f, &rule.serve, ctx, Reason::TargetingMatch) {
+            match self.serve(&rule.serve, ctx, Reason::TargetingMatch) {
                 Outcome::Served {
                     variation,
                     reason,
@@ -429,7 +428,7 @@ impl Evaluator {
         } else {
             Reason::Default
         };
-        match self.serve(f, &f.fallthrough, ctx, plain) {
+        match self.serve(&f.fallthrough, ctx, plain) {
             Outcome::Served {
                 variation,
                 reason,
@@ -450,24 +449,22 @@ impl Evaluator {
         }
     }
 
-    fn serve(
-        &self,
-        f: &CompiledFlag,
-        serve: &CompiledServe,
-        ctx: &Context,
-        fixed: Reason,
-    ) -> Outcome {
+    fn serve(&self, serve: &CompiledServe, ctx: &Context, fixed: Reason) -> Outcome {
         match serve {
             CompiledServe::Variation(v) => Outcome::Served {
                 variation: *v,
                 reason: fixed,
                 exposure: None,
             },
-            CompiledServe::Split { bucket_by, ranges } => {
-                let Some(unit) = ctx.unit(bucket_by) else {
+            CompiledServe::Split {
+                bucket_by,
+                salt,
+                ranges,
+            } => {
+                let Some(unit) = ctx.unit_named(bucket_by) else {
                     return Outcome::MissingUnit;
                 };
-                let b = bucket(&f.key, &unit);
+                let b = salt.bucket(&unit);
                 match ranges.iter().find(|(end, _)| b < *end) {
                     Some(&(_, v)) => Outcome::Served {
                         variation: v,
@@ -507,22 +504,22 @@ impl Evaluator {
         }
         for &h in &e.holdouts {
             let h = &self.holdouts[h];
-            if let Some(unit) = ctx.unit(&h.bucket_by)
-                && bucket(&h.key, &unit) < h.size
+            if let Some(unit) = ctx.unit_named(&h.bucket_by)
+                && h.salt.bucket(&unit) < h.size
             {
                 return Outcome::NotAssigned;
             }
         }
-        let Some(unit) = ctx.unit(&e.bucket_by) else {
+        let Some(unit) = ctx.unit_named(&e.bucket_by) else {
             return Outcome::NotAssigned;
         };
         if let Some((layer, start, end)) = &e.layer {
-            let b = bucket(layer, &unit);
+            let b = layer.bucket(&unit);
             if b < *start || b >= *end {
                 return Outcome::NotAssigned;
             }
         }
-        let b = bucket(&e.salt, &unit);
+        let b = e.salt.bucket(&unit);
         match e.arms.iter().find(|(s, end, _)| b >= *s && b < *end) {
             Some(&(_, _, v)) => Outcome::Served {
                 variation: v,

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use switchyard_core::bucket::{bucket, hash_to_bucket, murmur3_x86_32};
+use switchyard_core::bucket::{Salted, bucket, hash_to_bucket, murmur3_x86_32};
 use switchyard_core::model::Operator;
 use switchyard_core::{ConfigDocument, Context, Reason, compile};
 
@@ -103,6 +103,7 @@ proptest! {
     fn non_ascii_units_hash_their_utf8_bytes(salt in "\\PC{0,16}", unit in "\\PC{0,32}") {
         let joined = format!("{salt}/{unit}");
         prop_assert_eq!(bucket(&salt, &unit), hash_to_bucket(murmur3_x86_32(joined.as_bytes(), 0)));
+        prop_assert_eq!(Salted::new(&salt).bucket(&unit), bucket(&salt, &unit));
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use switchyard_core::bucket::{bucket, murmur3_x86_32};
+use switchyard_core::bucket::{Salted, bucket, murmur3_x86_32};
 use switchyard_core::{ConfigDocument, Context, compile};
 
 /// Every published corpus version; each must pass whole.
@@ -201,5 +201,13 @@ fn vectors_match(version: &str) {
     }
     for b in &v.buckets {
         assert_eq!(bucket(&b.salt, &b.unit), b.bucket, "{}/{}", b.salt, b.unit);
+        // What compiled splits and experiments use: the salt hashed once.
+        assert_eq!(
+            Salted::new(&b.salt).bucket(&b.unit),
+            b.bucket,
+            "{}/{}",
+            b.salt,
+            b.unit
+        );
     }
 }
