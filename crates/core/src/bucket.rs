@@ -63,18 +63,19 @@ impl Murmur3 {
     fn write(&mut self, mut bytes: &[u8]) {
         self.total = self.total.wrapping_add(bytes.len() as u32);
         // Complete a pending partial block first.
-        while self.tail_len != 0 && !bytes.is_empty() {
-            self.tail |= u32::from(bytes[0]) << (8 * self.tail_len);
-            self.tail_len += 1;
-            bytes = &bytes[1..];
-            if self.tail_len == 4 {
-                self.h = mix_h(self.h, self.tail);
-                self.tail = 0;
-                self.tail_len = 0;
+        if self.tail_len != 0 {
+            let fill = (4 - self.tail_len as usize).min(bytes.len());
+            for (i, &b) in bytes[..fill].iter().enumerate() {
+                self.tail |= u32::from(b) << (8 * (self.tail_len as usize + i));
             }
-        }
-        if bytes.is_empty() {
-            return;
+            self.tail_len += fill as u32;
+            bytes = &bytes[fill..];
+            if self.tail_len < 4 {
+                return;
+            }
+            self.h = mix_h(self.h, self.tail);
+            self.tail = 0;
+            self.tail_len = 0;
         }
         let mut chunks = bytes.chunks_exact(4);
         for c in &mut chunks {

@@ -311,6 +311,13 @@ pub(crate) fn cmp_semver(have: &str, want: &semver::Version) -> Option<Ordering>
             o
         });
     }
+    cmp_parsed(have, want)
+}
+
+/// [`cmp_semver`] for what is not a plain release.
+#[cold]
+#[inline(never)]
+fn cmp_parsed(have: &str, want: &semver::Version) -> Option<Ordering> {
     parse_semver(have).map(|h| h.cmp_precedence(want))
 }
 
