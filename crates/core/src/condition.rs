@@ -226,7 +226,8 @@ impl ScalarSet {
         match v {
             Value::String(s) => {
                 let (b, h) = (s.as_bytes(), head(s.as_bytes()));
-                self.texts.iter().any(|t| t.is(b, h)) || self.strings.contains(s.as_str())
+                self.texts.iter().any(|t| t.is(b, h))
+                    || (!self.strings.is_empty() && self.strings.contains(s.as_str()))
             }
             _ => self.others.iter().any(|s| s.eq_value(v)),
         }
