@@ -12,6 +12,8 @@
 //!   depth, work, regex memory); `compile` enforces them.
 //! - [`lifecycle`]: which changes a running experiment may take without
 //!   moving units between arms.
+//! - [`exposure`]: what an exposure logger records and how it
+//!   deduplicates, shared by the server and the SDK.
 //! - [`metric`]: metric definitions (what an experiment measures) and the
 //!   filter that matches tracked events' attributes.
 //! - `condition`: compiled operators.
@@ -24,6 +26,7 @@ mod compile;
 mod condition;
 mod context;
 mod eval;
+pub mod exposure;
 pub mod lifecycle;
 pub mod limits;
 pub mod metric;

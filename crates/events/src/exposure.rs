@@ -2,7 +2,6 @@
 //! (environment, unit, experiment, phase, variation) within a time window, queued
 //! without blocking the caller, appended in batches by a background thread.
 
-use std::hash::{Hash, Hasher};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
@@ -100,10 +99,16 @@ impl ExposureLogger {
         at: SystemTime,
         attributes: Option<String>,
     ) {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (project, environment, unit, experiment, phase, variation).hash(&mut h);
+        let key = switchyard_core::exposure::key(
+            project,
+            environment,
+            unit,
+            experiment,
+            phase,
+            variation,
+        );
         let fresh = match self.seen.lock() {
-            Ok(mut w) => w.insert(h.finish(), Instant::now()),
+            Ok(mut w) => w.insert(key, Instant::now()),
             Err(_) => true,
         };
         if !fresh {

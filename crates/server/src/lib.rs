@@ -33,7 +33,6 @@ pub mod aggregation;
 pub mod auth;
 pub mod cors;
 pub mod error;
-pub mod exposure_attributes;
 pub mod extract;
 mod fresh;
 pub mod guardrails;

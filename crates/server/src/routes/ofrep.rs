@@ -327,7 +327,7 @@ fn log_exposure(state: &AppState, snapshot: &Snapshot, context: &Context, e: &Ev
             exposure.phase,
             exposure.variation,
             std::time::SystemTime::now(),
-            crate::exposure_attributes::of(context),
+            switchyard_core::exposure::attributes_of(context),
         );
     }
 }

@@ -1,0 +1,394 @@
+//! The Rust SDK against a real `switchyard serve` process on port 0: a
+//! change reaches it within a second (by the stream, and by polling);
+//! with the server killed it serves its last configuration, reports
+//! itself stale, keeps the events tracked meanwhile and delivers them
+//! once, exactly, when the server is back; a revoked key stops it with a
+//! clear error; exposures of an experiment flag reach the server's log
+//! once per unit.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchyard_sdk::{Client, Context, Error, Status};
+
+struct Server {
+    child: Child,
+    addr: String,
+    admin: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Starts `serve` on `listen` over `dir`. The first start of a directory
+/// prints the admin key; a restart reuses `admin`.
+fn start(dir: &Path, listen: &str, admin: Option<&str>) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--listen", listen, "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn,switchyard=info")
+        .env_remove("SWITCHYARD_DEMO")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    let err = lines(child.stderr.take().unwrap());
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = err
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no \"listening\" line; log: {log:#?}"));
+        let v: Value = serde_json::from_str(&line).unwrap_or_default();
+        log.push(line);
+        if v["fields"]["message"] == "listening" {
+            break v["fields"]["address"].as_str().unwrap().to_string();
+        }
+    };
+    let admin = match admin {
+        Some(a) => a.to_string(),
+        None => out
+            .try_iter()
+            .chain(std::iter::from_fn(|| {
+                out.recv_timeout(Duration::from_millis(500)).ok()
+            }))
+            .map(|l| l.trim().to_string())
+            .find(|l| l.starts_with("sy_admin_"))
+            .expect("the first start prints the admin key"),
+    };
+    std::thread::spawn(move || for _ in err {});
+    std::thread::spawn(move || for _ in out {});
+    Server { child, addr, admin }
+}
+
+impl Server {
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A new server SDK key for `demo/<environment>`: (id, secret).
+    async fn sdk_key(&self, environment: &str) -> (String, String) {
+        let v: Value = reqwest::Client::new()
+            .post(format!("{}/api/v1/api-keys", self.url()))
+            .bearer_auth(&self.admin)
+            .json(&json!({"name": "sdk test", "kind": "server", "project": "demo", "environment": environment}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            v["id"].as_str().unwrap().to_string(),
+            v["secret"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Turns a flag on or off in `demo/<environment>` (the kill switch).
+    async fn set_enabled(&self, flag: &str, environment: &str, enabled: bool) {
+        let http = reqwest::Client::new();
+        let flag_url = format!("{}/api/v1/projects/demo/flags/{flag}", self.url());
+        let etag = http
+            .get(&flag_url)
+            .bearer_auth(&self.admin)
+            .send()
+            .await
+            .unwrap()
+            .headers()["etag"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let r = http
+            .patch(format!("{flag_url}/environments/{environment}"))
+            .bearer_auth(&self.admin)
+            .header("if-match", etag)
+            .json(&json!({"enabled": enabled}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{:?}", r.text().await);
+    }
+
+    /// The events the server stored for `demo/<environment>`.
+    async fn events(&self, environment: &str) -> Vec<Value> {
+        let text = reqwest::Client::new()
+            .get(format!(
+                "{}/api/v1/events/export?project=demo&environment={environment}",
+                self.url()
+            ))
+            .bearer_auth(&self.admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// Polls `check` every 10 ms until it holds or `limit` passes; the time
+/// it took.
+async fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    start.elapsed()
+}
+
+const KILL_SWITCH: &str = "payments-kill-switch";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_reaches_the_sdk_within_a_second_by_stream_and_by_polling() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "127.0.0.1:0", None);
+    let (_, key) = server.sdk_key("production").await;
+    let streaming = Client::builder(server.url(), &key).build().unwrap();
+    let polling = Client::builder(server.url(), &key)
+        .streaming(false)
+        .poll_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    streaming
+        .wait_until_ready(Duration::from_secs(10))
+        .await
+        .unwrap();
+    polling
+        .wait_until_ready(Duration::from_secs(10))
+        .await
+        .unwrap();
+    within(Duration::from_secs(5), "the stream is up", || {
+        streaming.status().streaming
+    })
+    .await;
+    let user = Context::with_key("user-1");
+    assert!(streaming.bool_value(KILL_SWITCH, &user, false));
+    assert!(polling.bool_value(KILL_SWITCH, &user, false));
+    let revision = streaming.status().revision;
+
+    server.set_enabled(KILL_SWITCH, "production", false).await;
+    let took = within(
+        Duration::from_secs(1),
+        "the stream brings the change",
+        || !streaming.bool_value(KILL_SWITCH, &user, true),
+    )
+    .await;
+    eprintln!("change seen by the streaming client after {took:?}");
+    within(Duration::from_secs(1), "polling brings the change", || {
+        !polling.bool_value(KILL_SWITCH, &user, true)
+    })
+    .await;
+    let details = streaming.bool_details(KILL_SWITCH, &user, true);
+    assert_eq!(details.reason, switchyard_sdk::Reason::Disabled);
+    assert_eq!(details.variant.as_deref(), Some("off"));
+    assert!(details.revision > revision);
+    assert_eq!(streaming.status().status, Status::Ready);
+    streaming.close().await;
+    polling.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_server_down_the_sdk_serves_its_copy_keeps_events_and_catches_up_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("sdk-cache.json");
+    let server = start(dir.path(), "127.0.0.1:0", None);
+    let (addr, admin) = (server.addr.clone(), server.admin.clone());
+    let (_, key) = server.sdk_key("production").await;
+    let builder = Client::builder(server.url(), &key)
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(300))
+        .event_retry_backoff(Duration::from_millis(50), Duration::from_millis(300))
+        .event_batching(20, Duration::from_millis(50))
+        .cache_file(&cache);
+    let client = builder.clone().build().unwrap();
+    client
+        .wait_until_ready(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let user = Context::with_key("user-1");
+    assert!(client.bool_value(KILL_SWITCH, &user, false));
+    for i in 0..20 {
+        client.track(&format!("before-{i}"), "sdk-before", Some(1.0), None);
+    }
+    client.flush(Duration::from_secs(10)).await.unwrap();
+
+    drop(server); // SIGKILL
+    within(
+        Duration::from_secs(5),
+        "the client reports itself stale",
+        || client.status().status == Status::Stale,
+    )
+    .await;
+    assert!(client.status().error.is_some());
+    assert!(
+        client.bool_value(KILL_SWITCH, &user, false),
+        "the last configuration still serves"
+    );
+    // Tracked while the server is down: queued, then retried.
+    for i in 0..100 {
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("i".into(), i.into());
+        client.track(
+            &format!("down-{i}"),
+            "sdk-down",
+            Some(2.0),
+            Some(attributes),
+        );
+    }
+    assert!(matches!(
+        client.flush(Duration::from_millis(300)).await,
+        Err(Error::FlushTimeout { .. })
+    ));
+    // A service started while the server is down serves the cached copy.
+    let restarted = builder.clone().build().unwrap();
+    assert!(restarted.bool_value(KILL_SWITCH, &user, false));
+    assert!(restarted.status().revision > 0);
+    assert!(
+        restarted
+            .wait_until_ready(Duration::from_millis(200))
+            .await
+            .is_err()
+    );
+
+    let server = start(dir.path(), &addr, Some(&admin));
+    server.set_enabled(KILL_SWITCH, "production", false).await;
+    for c in [&client, &restarted] {
+        within(Duration::from_secs(10), "the client catches up", || {
+            !c.bool_value(KILL_SWITCH, &user, true)
+        })
+        .await;
+        assert_eq!(c.status().status, Status::Ready);
+    }
+    client.flush(Duration::from_secs(10)).await.unwrap();
+    let stats = client.event_stats();
+    assert_eq!(stats.pending, 0);
+    assert_eq!(stats.dropped_overflow, 0);
+    assert!(stats.retries > 0, "{stats:?}");
+
+    let events = server.events("production").await;
+    for (name, count) in [("sdk-before", 20), ("sdk-down", 100)] {
+        let units: Vec<&str> = events
+            .iter()
+            .filter(|e| e["name"] == name)
+            .map(|e| e["unit"].as_str().unwrap())
+            .collect();
+        let distinct: std::collections::BTreeSet<&str> = units.iter().copied().collect();
+        assert_eq!(units.len(), count, "{name}: stored {} times", units.len());
+        assert_eq!(distinct.len(), count, "{name}: every unit once");
+    }
+    client.close().await;
+    restarted.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_stops_the_sdk_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "127.0.0.1:0", None);
+    let (id, key) = server.sdk_key("production").await;
+    let client = Client::builder(server.url(), &key)
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(300))
+        .build()
+        .unwrap();
+    client
+        .wait_until_ready(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let r = reqwest::Client::new()
+        .delete(format!("{}/api/v1/api-keys/{id}", server.url()))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    within(Duration::from_secs(5), "the client fails", || {
+        client.status().status == Status::Failed
+    })
+    .await;
+    let error = client.status().error.unwrap();
+    assert!(error.contains("401"), "{error}");
+    match client.wait_until_ready(Duration::from_secs(1)).await {
+        Err(Error::Unauthorized(message)) => assert!(message.contains("401"), "{message}"),
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+    // No more updates: a change is not seen, the last copy serves.
+    server.set_enabled(KILL_SWITCH, "production", false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(client.bool_value(KILL_SWITCH, &Context::with_key("u"), false));
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposures_of_an_experiment_flag_reach_the_server_once_per_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "127.0.0.1:0", None);
+    let (_, key) = server.sdk_key("development").await;
+    let client = Client::builder(server.url(), &key).build().unwrap();
+    client
+        .wait_until_ready(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut served = std::collections::BTreeMap::new();
+    for round in 0..3 {
+        for i in 0..10 {
+            let mut ctx = Context::with_key(format!("unit-{i}"));
+            ctx.set("country", "NL");
+            let v = client.string_value("checkout-flow", &ctx, "none");
+            if round > 0 {
+                assert_eq!(served[&i], v, "a unit keeps its arm");
+            }
+            served.insert(i, v);
+        }
+    }
+    // A staff member matches the rule before the experiment: no exposure.
+    let mut staff = Context::with_key("staff-1");
+    staff.set("email", "ada@example.com");
+    assert_eq!(
+        client.string_value("checkout-flow", &staff, "none"),
+        "one-page"
+    );
+    // A pre-fetch of every flag is not a read: no exposure either.
+    assert_eq!(client.all_flags(&Context::with_key("bulk-1")).len(), 5);
+
+    client.flush(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(client.event_stats().exposures_deduplicated, 20);
+    let exposures: Vec<Value> = server
+        .events("development")
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "exposure")
+        .collect();
+    assert_eq!(exposures.len(), 10, "{exposures:#?}");
+    for e in &exposures {
+        let i: usize = e["unit"].as_str().unwrap()["unit-".len()..]
+            .parse()
+            .unwrap();
+        assert_eq!(e["experiment"], "checkout-test");
+        assert_eq!(e["variation"].as_str().unwrap(), served[&i]);
+        assert_eq!(e["attributes"], json!({"country": "NL"}));
+    }
+    client.close().await;
+}
