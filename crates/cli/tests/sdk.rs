@@ -44,7 +44,15 @@ fn lines(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 /// prints the admin key; a restart reuses `admin`.
 fn start(dir: &Path, listen: &str, admin: Option<&str>) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["serve", "--listen", listen, "--log-format", "json"])
+        // The demo project, with its simulated traffic (other units).
+        .args([
+            "serve",
+            "--demo",
+            "--listen",
+            listen,
+            "--log-format",
+            "json",
+        ])
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn,switchyard=info")
@@ -99,10 +107,13 @@ impl Server {
             .json()
             .await
             .unwrap();
-        (
-            v["id"].as_str().unwrap().to_string(),
-            v["secret"].as_str().unwrap().to_string(),
-        )
+        let field = |name: &str| {
+            v[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {name} in {v}"))
+                .to_string()
+        };
+        (field("id"), field("secret"))
     }
 
     /// Turns a flag on or off in `demo/<environment>` (the kill switch).
@@ -281,7 +292,11 @@ async fn with_the_server_down_the_sdk_serves_its_copy_keeps_events_and_catches_u
             !c.bool_value(KILL_SWITCH, &user, true)
         })
         .await;
-        assert_eq!(c.status().status, Status::Ready);
+        // The status follows the swap of the configuration.
+        within(Duration::from_secs(1), "the client is ready again", || {
+            c.status().status == Status::Ready
+        })
+        .await;
     }
     client.flush(Duration::from_secs(10)).await.unwrap();
     let stats = client.event_stats();
@@ -346,6 +361,8 @@ async fn exposures_of_an_experiment_flag_reach_the_server_once_per_unit() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), "127.0.0.1:0", None);
     let (_, key) = server.sdk_key("development").await;
+    // Our units are `unit-*`, `staff-1` and `bulk-1`; the demo's simulated
+    // traffic uses `sim-*`.
     let client = Client::builder(server.url(), &key).build().unwrap();
     client
         .wait_until_ready(Duration::from_secs(10))
@@ -379,7 +396,9 @@ async fn exposures_of_an_experiment_flag_reach_the_server_once_per_unit() {
         .events("development")
         .await
         .into_iter()
-        .filter(|e| e["type"] == "exposure")
+        .filter(|e| {
+            e["type"] == "exposure" && e["unit"].as_str().is_some_and(|u| !u.starts_with("sim-"))
+        })
         .collect();
     assert_eq!(exposures.len(), 10, "{exposures:#?}");
     for e in &exposures {

@@ -228,6 +228,25 @@ impl Client {
     }
 
     /// The flag's boolean value with how it was chosen.
+    ///
+    /// ```
+    /// use switchyard_sdk::{Client, Context, ErrorCode, Reason};
+    ///
+    /// let client = Client::offline(r#"{"flags": [{"key": "beta", "type": "boolean",
+    ///     "variations": [{"key": "off", "value": false}, {"key": "on", "value": true}],
+    ///     "enabled": true, "off_variation": "off",
+    ///     "rules": [{"conditions": [{"attribute": "plan", "op": "equals", "value": "pro"}],
+    ///                "serve": {"variation": "on"}}],
+    ///     "fallthrough": {"variation": "off"}}]}"#)?;
+    /// let mut ctx = Context::with_key("user-1");
+    /// ctx.set("plan", "pro");
+    /// let d = client.bool_details("beta", &ctx, false);
+    /// assert_eq!((d.value, d.variant.as_deref(), d.reason, d.rule), (true, Some("on"), Reason::TargetingMatch, Some(0)));
+    ///
+    /// let d = client.bool_details("nope", &ctx, false);
+    /// assert_eq!((d.value, d.reason, d.error), (false, Reason::Error, Some(ErrorCode::FlagNotFound)));
+    /// # Ok::<(), switchyard_sdk::Error>(())
+    /// ```
     pub fn bool_details(&self, key: &str, ctx: &Context, default: bool) -> EvaluationDetails<bool> {
         self.details(key, ctx, default, Value::as_bool)
     }
@@ -399,6 +418,21 @@ impl Client {
     }
 
     /// Where the client stands now.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchyard_sdk::Client) {
+    /// use switchyard_sdk::Status;
+    ///
+    /// // Log every change of status or configuration revision.
+    /// let mut changes = client.subscribe();
+    /// while changes.changed().await.is_ok() {
+    ///     let report = changes.borrow_and_update().clone();
+    ///     if report.status == Status::Stale {
+    ///         eprintln!("serving revision {} while the server is away: {:?}", report.revision, report.error);
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub fn status(&self) -> StatusReport {
         self.shared().status.borrow().clone()
     }

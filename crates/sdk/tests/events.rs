@@ -132,9 +132,9 @@ async fn a_retry_honours_retry_after_and_resends_the_same_event_ids() {
         client.track(&format!("u{i}"), "purchase", Some(i as f64), None);
     }
     client.flush(Duration::from_secs(10)).await.unwrap();
-    let s = script.lock().unwrap();
-    assert_eq!(s.posts.len(), 3, "429, 503, then 200");
-    let first = ids(&s.posts[0].1);
+    let posts = script.lock().unwrap().posts.clone();
+    assert_eq!(posts.len(), 3, "429, 503, then 200");
+    let first = ids(&posts[0].1);
     assert_eq!(first.len(), 5);
     assert_eq!(
         first
@@ -144,15 +144,15 @@ async fn a_retry_honours_retry_after_and_resends_the_same_event_ids() {
         5,
         "ids are distinct"
     );
-    for (_, body) in &s.posts[1..] {
+    for (_, body) in &posts[1..] {
         assert_eq!(ids(body), first, "a retry sends the same ids");
     }
-    let waited = s.posts[1].0 - s.posts[0].0;
+    let waited = posts[1].0 - posts[0].0;
     assert!(
         waited >= Duration::from_millis(950),
         "Retry-After: 1 honoured, waited {waited:?}"
     );
-    let e = &s.posts[2].1["events"][3];
+    let e = &posts[2].1["events"][3];
     assert_eq!(e["type"], "track");
     assert_eq!(e["unit"], "u3");
     assert_eq!(e["name"], "purchase");
@@ -160,7 +160,6 @@ async fn a_retry_honours_retry_after_and_resends_the_same_event_ids() {
     assert!(e["time"].as_i64().unwrap() > 1_700_000_000_000);
     let stats = client.event_stats();
     assert_eq!((stats.delivered, stats.retries, stats.pending), (5, 2, 0));
-    drop(s);
     client.close().await;
 }
 
@@ -224,9 +223,8 @@ async fn close_delivers_what_is_queued_and_exposures_are_deduplicated() {
     let stats = client.event_stats();
     assert_eq!((stats.pending, stats.exposures_deduplicated), (3, 3));
     client.close().await;
-    let s = script.lock().unwrap();
-    let events: Vec<&Value> = s
-        .posts
+    let posts = script.lock().unwrap().posts.clone();
+    let events: Vec<&Value> = posts
         .iter()
         .flat_map(|(_, b)| b["events"].as_array().unwrap())
         .collect();
@@ -266,10 +264,9 @@ async fn a_broken_stream_falls_back_to_polling_with_etag() {
         assert!(start.elapsed() < Duration::from_secs(5), "polling goes on");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let s = script.lock().unwrap();
-    assert_eq!(s.polls[0], (200, None));
-    assert_eq!(s.polls[1], (304, Some("\"r3\"".to_string())));
-    drop(s);
+    let polls = script.lock().unwrap().polls.clone();
+    assert_eq!(polls[0], (200, None));
+    assert_eq!(polls[1], (304, Some("\"r3\"".to_string())));
     assert_eq!(client.status().status, Status::Ready);
     client.close().await;
 }
