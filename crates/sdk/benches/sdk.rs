@@ -115,6 +115,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .expect("runtime");
     let of_client = runtime.block_on(async {

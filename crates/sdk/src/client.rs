@@ -1,6 +1,7 @@
 //! The client: its builder, its shared state, and evaluation.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -56,6 +57,8 @@ pub struct StatusReport {
 #[derive(Debug)]
 pub(crate) struct Shared {
     config: ArcSwapOption<Evaluator>,
+    /// Whether a document from the server was installed yet.
+    synced: AtomicBool,
     status: watch::Sender<StatusReport>,
     events: Option<Events>,
 }
@@ -66,9 +69,14 @@ impl Shared {
     }
 
     /// Swaps in `evaluator` if it is newer than the one serving or of
-    /// another environment; `false` when it was not needed.
-    pub fn install(&self, evaluator: Evaluator) -> bool {
-        if let Some(current) = self.config.load().as_ref()
+    /// another environment; `false` when it was not needed. The first
+    /// document from the server replaces a bootstrap or cached copy
+    /// whatever their revisions (a store restored from a backup numbers
+    /// its revisions lower than the copy an SDK kept).
+    pub fn install(&self, evaluator: Evaluator, from_server: bool) -> bool {
+        let first_sync = from_server && !self.synced.swap(true, Ordering::AcqRel);
+        if !first_sync
+            && let Some(current) = self.config.load().as_ref()
             && current.environment() == evaluator.environment()
             && current.revision() >= evaluator.revision()
         {
@@ -134,8 +142,9 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
-/// Settings of a [`Client`]; start from [`Client::builder`].
-#[derive(Debug, Clone)]
+/// Settings of a [`Client`]; start from [`Client::builder`]. Its `Debug`
+/// output leaves the key out.
+#[derive(Clone)]
 pub struct ClientBuilder {
     base_url: String,
     key: String,
@@ -148,6 +157,21 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     request_timeout: Duration,
     close_timeout: Duration,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("key", &"<redacted>")
+            .field("offline", &self.offline)
+            .field("bootstrap", &self.bootstrap.is_some())
+            .field("cache_file", &self.cache_file)
+            .field("sync", &self.sync)
+            .field("events_enabled", &self.events_enabled)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -412,7 +436,9 @@ impl Client {
         value: Option<f64>,
         attributes: Option<Map<String, Value>>,
     ) {
-        if let Some(events) = &self.shared().events {
+        if let Some(events) = &self.shared().events
+            && !*self.inner.stop.borrow()
+        {
             events.track(unit, event, value, attributes.as_ref());
         }
     }
@@ -679,11 +705,12 @@ impl ClientBuilder {
         };
         let shared = Arc::new(Shared {
             config: ArcSwapOption::empty(),
+            synced: AtomicBool::new(false),
             status: watch::Sender::new(status),
             events: (!offline && self.events_enabled).then(|| Events::new(self.events.clone())),
         });
         if let Some(evaluator) = initial {
-            shared.install(evaluator);
+            shared.install(evaluator, false);
         } else if offline {
             return Err(Error::Config(
                 "an offline client needs a bootstrap document".into(),

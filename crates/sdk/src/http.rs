@@ -41,13 +41,22 @@ pub(crate) enum Download {
     NotModified,
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` leaves the key out.
+#[derive(Clone)]
 pub(crate) struct Http {
     client: reqwest::Client,
     base: Url,
     authorization: String,
     request_timeout: Duration,
     document_limit: usize,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The most of an events answer or an error answer the SDK reads.

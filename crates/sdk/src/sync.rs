@@ -192,7 +192,7 @@ async fn stream(
 fn apply(shared: &Shared, config: &SyncConfig, document: &str) -> Result<(), String> {
     let evaluator = Evaluator::from_json(document)
         .map_err(|e| format!("the server's configuration cannot be used: {e}"))?;
-    if !shared.install(evaluator) {
+    if !shared.install(evaluator, true) {
         return Ok(());
     }
     if let Some(path) = &config.cache_file

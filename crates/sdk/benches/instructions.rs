@@ -1,0 +1,88 @@
+//! Instructions per evaluation, the figure that does not move with the
+//! machine's load (criterion's times on a shared 2-core machine do):
+//! the same five-rule flag read through the SDK's public API and through
+//! the engine directly, counted by callgrind.
+//!
+//! ```sh
+//! cargo bench -p switchyard-sdk --bench instructions --no-run   # prints the binary's path
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out \
+//!   --toggle-collect='instructions::sdk_loop' --toggle-collect='instructions::core_loop' \
+//!   target/release/deps/instructions-HASH 100000
+//! callgrind_annotate /tmp/cg.out | grep -E 'sdk_loop|core_loop'   # inclusive counts / 100000
+//! ```
+//!
+//! Without valgrind it runs the loops once and prints the time per
+//! evaluation of each, as a sanity check.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use serde_json::json;
+use switchyard_core::Evaluator;
+use switchyard_sdk::{Client, Context};
+
+#[inline(never)]
+fn sdk_loop(client: &Client, ctx: &Context, n: u64) -> u64 {
+    let mut on = 0;
+    for _ in 0..n {
+        on += u64::from(client.bool_value(black_box("checkout-bool"), black_box(ctx), false));
+    }
+    on
+}
+
+#[inline(never)]
+fn core_loop(evaluator: &Evaluator, ctx: &Context, n: u64) -> u64 {
+    let mut on = 0;
+    for _ in 0..n {
+        let e = evaluator.evaluate(black_box("checkout-bool"), black_box(ctx));
+        on += u64::from(e.value.and_then(|v| v.as_bool()).unwrap_or(false));
+    }
+    on
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; the count is the first number given.
+    let n: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let flag = json!({
+        "key": "checkout-bool", "type": "boolean",
+        "variations": [{"key": "a", "value": false}, {"key": "b", "value": true}, {"key": "c", "value": true}],
+        "enabled": true, "off_variation": "a",
+        "rules": [
+            {"conditions": [{"attribute": "email", "op": "ends_with", "value": "@example.com"}], "serve": {"variation": "b"}},
+            {"conditions": [{"attribute": "country", "op": "in", "value": ["DE", "FR", "NL", "SE", "NO"]}], "serve": {"variation": "c"}},
+            {"conditions": [{"attribute": "age", "op": "gte", "value": 65}], "serve": {"variation": "b"}},
+            {"conditions": [{"attribute": "app_version", "op": "semver_lt", "value": "2.0.0"}], "serve": {"variation": "a"}},
+            {"conditions": [{"attribute": "plan", "op": "equals", "value": "pro"}],
+             "serve": {"split": {"weights": [{"variation": "b", "weight": 5000}, {"variation": "c", "weight": 5000}]}}}
+        ],
+        "fallthrough": {"variation": "a"}
+    });
+    let doc = json!({"environment": "bench", "revision": 1, "flags": [flag]}).to_string();
+    let client = Client::offline(&doc).expect("compiles");
+    let evaluator = Evaluator::from_json(&doc).expect("compiles");
+    let ctx = Context::from_value(json!({
+        "targetingKey": "user-48213", "email": "someone@customer.org", "country": "US",
+        "age": 34, "app_version": "2.4.1", "plan": "pro"
+    }))
+    .expect("object");
+    assert_eq!(
+        client.bool_details("checkout-bool", &ctx, false).rule,
+        Some(4)
+    );
+
+    let t = Instant::now();
+    let a = sdk_loop(&client, &ctx, n);
+    let sdk = t.elapsed();
+    let t = Instant::now();
+    let b = core_loop(&evaluator, &ctx, n);
+    let core = t.elapsed();
+    assert_eq!(a, b, "the SDK and the engine agree");
+    println!(
+        "{n} evaluations: sdk {:.1} ns each, core {:.1} ns each",
+        sdk.as_nanos() as f64 / n as f64,
+        core.as_nanos() as f64 / n as f64
+    );
+}
