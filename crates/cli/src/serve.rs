@@ -131,6 +131,32 @@ fn open_file_limit() -> Option<u64> {
     }
 }
 
+/// Raises the soft open-file limit to the hard one, as far as the system
+/// lets an unprivileged process: each client connection, an SSE stream
+/// above all, holds a descriptor, and the usual soft default (1,024) would
+/// cap the server at about 800 streams. Logs the limit it got, which also
+/// sets the default `--max-connections`.
+fn raise_open_file_limit() {
+    use rlimit::Resource;
+    let before = Resource::NOFILE.get().ok();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(now) => {
+            let hard = Resource::NOFILE.get().ok().map(|(_, hard)| hard);
+            tracing::info!(
+                open_file_limit = now,
+                was = before.map(|(soft, _)| soft),
+                hard_limit = hard,
+                "open-file limit raised to the hard limit"
+            );
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            open_file_limit = before.map(|(soft, _)| soft),
+            "cannot raise the open-file limit; connections are capped by it"
+        ),
+    }
+}
+
 /// `--max-connections`, or one derived from the open-file limit: the cap
 /// exists so the server refuses a connection before the process runs out
 /// of descriptors (then it could not even accept one to refuse it).
@@ -155,6 +181,7 @@ fn max_connections(asked: Option<usize>) -> usize {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format)?;
+    raise_open_file_limit();
     // One thread needs no work stealing: a current-thread runtime serves
     // it with less scheduling per task wake-up.
     let mut rt = match args.threads {

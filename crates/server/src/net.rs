@@ -24,6 +24,10 @@
 //! - **Shutdown** asks every connection to finish its request and close,
 //!   then waits at most `shutdown_timeout` before dropping the stragglers.
 //!
+//! - **Streams** (`GET /sdk/v1/stream` as a connection's first request)
+//!   are served by `net/sse.rs` rather than hyper, which keeps 16 KiB
+//!   of buffers per connection; it peeks at the first bytes to decide.
+//!
 //! hyper rather than `axum::serve`: the latter offers none of these
 //! settings. The per-request cost is one boxed timer (hyper's, only while
 //! a head is awaited) and, for a body that does not come with its head,
@@ -49,6 +53,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::metrics::{Metrics, TimeoutKind};
+
+mod sse;
 
 /// How often, at most, the "connection limit reached" warning is logged.
 pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -201,9 +207,43 @@ async fn serve_connection(
     router: Router,
     config: Arc<NetConfig>,
     metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<Stop>,
+    stop: watch::Receiver<Stop>,
 ) {
     let peer = stream.peer_addr().ok();
+    // The first request's head is due `header_read_timeout` after the
+    // connection opened, whoever reads it.
+    let head_deadline = tokio::time::Instant::now() + config.header_read_timeout;
+    match sse::peek_first(&stream, head_deadline).await {
+        sse::First::Stream { request, len } => {
+            return sse::serve(stream, request, len, router, peer, stop).await;
+        }
+        sse::First::Gone => return,
+        sse::First::Other => {}
+    }
+    // Boxed: a task's memory is its largest state, and hyper's connection
+    // is far larger than a stream's, which would otherwise pay for it.
+    Box::pin(serve_http(
+        stream,
+        router,
+        config,
+        metrics,
+        stop,
+        peer,
+        head_deadline,
+    ))
+    .await;
+}
+
+/// Serves the connection with hyper.
+async fn serve_http(
+    stream: TcpStream,
+    router: Router,
+    config: Arc<NetConfig>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<Stop>,
+    peer: Option<std::net::SocketAddr>,
+    head_deadline: tokio::time::Instant,
+) {
     let activity = Arc::new(Activity {
         reads: AtomicU64::new(0),
         heads: AtomicU64::new(0),
@@ -227,7 +267,11 @@ async fn serve_connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(timer)
-        .header_read_timeout(config.header_read_timeout);
+        .header_read_timeout(
+            head_deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(Duration::from_millis(1)),
+        );
     let conn = builder.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
     let mut graceful = false;

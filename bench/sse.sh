@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Server-sent-event streams at scale, in one run on one machine:
+#
+#   1. N concurrent SDK streams (`/sdk/v1/stream`) held by one server: the
+#      server's resident memory per stream (RSS with them held, less RSS
+#      before, over N), and the load generator's own;
+#   2. one config change made through the API, and the time it takes to
+#      reach every held stream (p50 / p99 / max, counted per client from
+#      the moment the change request was sent).
+#
+# The environment streamed is the one `bench/http.sh` uses (20 flags of
+# five rules, a document of about 9 KB), so figures compare with its SSE
+# phase. Clients are bare sockets (crates/loadgen, `sse`), spread over
+# source addresses 127.0.0.1..127.0.0.K (one per 20,000 clients: an
+# address has about 28,000 ephemeral ports).
+#
+# File descriptors: the server raises its own soft limit to the hard limit
+# at start and logs it; this script raises its soft limit for the load
+# generator. One process can hold at most `ulimit -Hn` sockets, so
+# CLIENTS above what the hard limit allows (less 300 for the server's own
+# files) is lowered, and said so; raise the hard limit (as root:
+# `prlimit --nofile=250000:250000 --pid $$`, or limits.conf) to hold
+# 100,000.
+#
+# A stream asked as a connection's first request takes the server's lean
+# path (crates/server/src/net/sse.rs); MODES=lean,hyper also runs each
+# count with a `GET /healthz` sent first on every connection, so that
+# hyper serves the streams, for comparison.
+#
+# Environment: CLIENTS (comma-separated counts, one run each, default
+# 10000,100000), MODES (lean), PORT (18090), SERVER_CPU (0), LOAD_CPU (1),
+# THREADS (server runtime threads, 1), CARGO_TARGET_DIR.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CLIENTS=${CLIENTS:-10000,100000}
+PORT=${PORT:-18090}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+THREADS=${THREADS:-1}
+MODES=${MODES:-lean}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+URL="http://127.0.0.1:$PORT"
+
+for tool in curl jq taskset; do
+    command -v "$tool" >/dev/null || { echo "bench/sse.sh needs $tool" >&2; exit 1; }
+done
+
+echo "== building release binaries" >&2
+(cd "$ROOT" && cargo build --release -q -p switchyard -p switchyard-loadgen)
+SERVER_BIN="$TARGET_DIR/release/switchyard"
+LOADGEN="$TARGET_DIR/release/switchyard-loadgen"
+
+HARD=$(ulimit -Hn)
+[[ "$HARD" == unlimited ]] && HARD=1048576
+ulimit -n "$HARD"
+
+WORK=$(mktemp -d)
+SERVER_PID=""
+stop_server() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+cleanup() {
+    stop_server
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+api() { # METHOD PATH [BODY] [extra curl args...]
+    local method=$1 path=$2 body=${3:-}
+    shift 3 || shift $#
+    curl -fsS -X "$method" "$URL/api/v1$path" -H "Authorization: Bearer $ADMIN" \
+        -H 'Content-Type: application/json' ${body:+--data "$body"} "$@"
+}
+
+run() { # CLIENTS MODE
+    local n=$1 mode=$2 room=$(( HARD - 300 ))
+    local before=()
+    [[ "$mode" == hyper ]] && before=(--before-path /healthz)
+    if (( n > room )); then
+        echo "== $n streams need $n descriptors in one process; the hard limit is $HARD: holding $room instead" >&2
+        n=$room
+    fi
+    rm -rf "$WORK/data"
+    echo "== starting the server on CPU $SERVER_CPU ($THREADS runtime threads)" >&2
+    RUST_LOG=info taskset -c "$SERVER_CPU" "$SERVER_BIN" serve \
+        --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" --threads "$THREADS" \
+        >"$WORK/serve.out" 2>"$WORK/serve.err" &
+    SERVER_PID=$!
+    for _ in $(seq 1 300); do
+        curl -fsS "$URL/healthz" >/dev/null 2>&1 && break
+        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/serve.err" >&2; exit 1; }
+        sleep 0.1
+    done
+    grep -o 'open-file limit[^$]*' "$WORK/serve.err" | head -1 | sed 's/^/server: /' >&2 || true
+    ADMIN=$(awk '$1 ~ /^sy_/ {print $1; exit}' "$WORK/serve.out")
+    [[ -n "$ADMIN" ]] || { echo "no admin key in the server's output" >&2; exit 1; }
+
+    api POST /projects '{"key": "bench", "name": "Benchmark"}' >/dev/null
+    api POST /projects/bench/environments '{"key": "production", "name": "Production"}' >/dev/null
+    for i in $(seq -w 0 19); do
+        api POST /projects/bench/flags "$(jq -n --arg key "bench-flag-$i" '{
+          key: $key, name: $key, type: "string",
+          variations: [{key: "a", value: "A"}, {key: "b", value: "B"}, {key: "c", value: "C"}],
+          environments: {production: {enabled: true, off_variation: "a",
+            rules: [
+              {conditions: [{attribute: "email", op: "ends_with", value: "@example.com"}], serve: {variation: "b"}},
+              {conditions: [{attribute: "country", op: "in", value: ["DE", "FR", "NL", "SE", "NO"]}], serve: {variation: "c"}},
+              {conditions: [{attribute: "age", op: "gte", value: 65}], serve: {variation: "b"}},
+              {conditions: [{attribute: "app_version", op: "semver_lt", value: "2.0.0"}], serve: {variation: "a"}},
+              {conditions: [{attribute: "plan", op: "equals", value: "pro"}],
+               serve: {split: {weights: [{variation: "b", weight: 5000}, {variation: "c", weight: 5000}]}}}],
+            fallthrough: {variation: "a"}}}}')" >/dev/null
+    done
+    local key etag
+    key=$(api POST /api-keys '{"name": "bench", "kind": "server", "project": "bench", "environment": "production"}' | jq -r .secret)
+    etag=$(curl -fsS -o /dev/null -D - "$URL/api/v1/projects/bench/flags/bench-flag-19" \
+        -H "Authorization: Bearer $ADMIN" | awk -F': ' 'tolower($1) == "etag" {print $2}' | tr -d '\r')
+    local doc
+    doc=$(curl -fsS "$URL/sdk/v1/config" -H "Authorization: Bearer $key" | wc -c)
+
+    echo "== $n streams, $mode path (document $doc bytes)" >&2
+    taskset -c "$LOAD_CPU" "$LOADGEN" --threads 1 sse --url "$URL" -n "$n" "${before[@]}" \
+        -H "Authorization: Bearer $key" --server-pid "$SERVER_PID" --hold 2 \
+        --trigger-method PATCH --trigger-path /api/v1/projects/bench/flags/bench-flag-19/environments/production \
+        --trigger-body '{"enabled": false}' --trigger-header "Authorization: Bearer $ADMIN" \
+        --trigger-header "If-Match: $etag" \
+        | jq -c --argjson doc "$doc" --arg mode "$mode" '. + {document_bytes: $doc, mode: $mode}' >>"$WORK/sse.jsonl"
+    stop_server
+}
+
+IFS=, read -ra COUNTS <<<"$CLIENTS"
+IFS=, read -ra MODE_LIST <<<"$MODES"
+for n in "${COUNTS[@]}"; do
+    for mode in "${MODE_LIST[@]}"; do
+        run "$n" "$mode"
+    done
+done
+
+echo
+jq -r '
+  def r1: . * 10 | round / 10;
+  "\(.mode) path: \(.held) of \(.clients) streams held (\(.sources) source addresses, connected in \(.connect_s | r1) s, \(.held_at_end) at the end, \(.dropped) dropped): server \(.server_rss_kib_before / 1024 | r1) MiB before, \(.server_rss_kib_held / 1024 | r1) MiB holding them = \(.server_kib_per_stream | r1) KiB per stream; load generator \(.loadgen_kib_per_stream | r1) KiB per stream",
+  (if .change != null then
+     "  one change (document \(.document_bytes) bytes) reached \(.change.received) of \(.held): p50 \(.change.latency.p50_ms | round) ms, p99 \(.change.latency.p99_ms | round) ms, max \(.change.latency.max_ms | round) ms (target < 1000 ms)"
+   else empty end)
+' "$WORK/sse.jsonl"
