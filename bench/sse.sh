@@ -9,7 +9,7 @@
 #      the moment the change request was sent).
 #
 # The environment streamed is the one `bench/http.sh` uses (20 flags of
-# five rules, a document of about 9 KB), so figures compare with its SSE
+# five rules, a document of about 16 KB), so figures compare with its SSE
 # phase. Clients are bare sockets (crates/loadgen, `sse`), spread over
 # source addresses 127.0.0.1..127.0.0.K (one per 20,000 clients: an
 # address has about 28,000 ephemeral ports).
@@ -146,6 +146,6 @@ jq -r '
   def r1: . * 10 | round / 10;
   "\(.mode) path: \(.held) of \(.clients) streams held (\(.sources) source addresses, connected in \(.connect_s | r1) s, \(.held_at_end) at the end, \(.dropped) dropped): server \(.server_rss_kib_before / 1024 | r1) MiB before, \(.server_rss_kib_held / 1024 | r1) MiB holding them = \(.server_kib_per_stream | r1) KiB per stream; load generator \(.loadgen_kib_per_stream | r1) KiB per stream",
   (if .change != null then
-     "  one change (document \(.document_bytes) bytes) reached \(.change.received) of \(.held): p50 \(.change.latency.p50_ms | round) ms, p99 \(.change.latency.p99_ms | round) ms, max \(.change.latency.max_ms | round) ms (target < 1000 ms)"
+     "  one change (document \(.document_bytes) bytes) reached \(.change.received) of \(.held): p50 \(.change.latency.p50_ms | round) ms, p99 \(.change.latency.p99_ms | round) ms, max \(.change.latency.max_ms | round) ms (target < 1000 ms); CPU meanwhile: server \(.change.server_cpu_s) s, load generator \(.change.loadgen_cpu_s) s"
    else empty end)
 ' "$WORK/sse.jsonl"

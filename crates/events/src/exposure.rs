@@ -2,7 +2,8 @@
 //! (environment, unit, experiment, phase, variation) within a time window, queued
 //! without blocking the caller, appended in batches by a background thread.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -54,7 +55,12 @@ struct Exposure {
 #[derive(Debug)]
 pub struct ExposureLogger {
     seen: Mutex<TimeWindow>,
-    tx: Mutex<Option<SyncSender<Exposure>>>,
+    /// Unbounded channel, bounded by `queued` against `queue`: a
+    /// `sync_channel` of 100,000 would allocate (and touch) all its slots,
+    /// 16 MB, at start; this one allocates as exposures wait.
+    tx: Mutex<Option<Sender<Exposure>>>,
+    queued: Arc<AtomicUsize>,
+    queue: usize,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     metrics: Arc<EventMetrics>,
 }
@@ -65,12 +71,14 @@ impl ExposureLogger {
         config: ExposureConfig,
         metrics: Arc<EventMetrics>,
     ) -> std::io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(config.queue.max(1));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let m = metrics.clone();
         let cfg = config.clone();
+        let q = queued.clone();
         let thread = std::thread::Builder::new()
             .name("exposure-logger".into())
-            .spawn(move || run(rx, stream, cfg, m))?;
+            .spawn(move || run(rx, q, stream, cfg, m))?;
         Ok(ExposureLogger {
             seen: Mutex::new(TimeWindow::new(
                 config.window,
@@ -78,6 +86,8 @@ impl ExposureLogger {
                 Instant::now(),
             )),
             tx: Mutex::new(Some(tx)),
+            queued,
+            queue: config.queue.max(1),
             thread: Mutex::new(Some(thread)),
             metrics,
         })
@@ -127,10 +137,18 @@ impl ExposureLogger {
             time_ms,
             attributes,
         };
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.queue {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.exposures_dropped.inc();
+            return;
+        }
         let sent = match self.tx.lock() {
-            Ok(tx) => tx.as_ref().map(|tx| tx.try_send(e).is_ok()),
+            Ok(tx) => tx.as_ref().map(|tx| tx.send(e).is_ok()),
             Err(_) => None,
         };
+        if sent != Some(true) {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
         match sent {
             Some(true) => {}
             Some(false) | None => {
@@ -158,6 +176,7 @@ impl Drop for ExposureLogger {
 
 fn run(
     rx: Receiver<Exposure>,
+    queued: Arc<AtomicUsize>,
     stream: Arc<dyn EventStream>,
     cfg: ExposureConfig,
     metrics: Arc<EventMetrics>,
@@ -170,6 +189,7 @@ fn run(
         });
         let closed = match rx.recv_timeout(wait) {
             Ok(e) => {
+                queued.fetch_sub(1, Ordering::AcqRel);
                 pending.push(e);
                 deadline.get_or_insert_with(|| Instant::now() + cfg.linger);
                 false
@@ -233,5 +253,89 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
             return v;
         }
         std::thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Condvar;
+
+    use super::*;
+    use crate::stream::{
+        Appended, BoxFuture, MemoryStream, ReadBatch, StreamError, split_batch,
+    };
+
+    /// A stream whose appends wait until the gate opens, counting records.
+    #[derive(Debug, Default)]
+    struct Gated {
+        inner: MemoryStream,
+        open: Mutex<bool>,
+        opened: Condvar,
+        records: AtomicUsize,
+    }
+
+    impl Gated {
+        fn open(&self) {
+            *self.open.lock().unwrap() = true;
+            self.opened.notify_all();
+        }
+    }
+
+    impl EventStream for Gated {
+        fn append(&self, batch: EncodedBatch) -> BoxFuture<'_, Result<Appended, StreamError>> {
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.opened.wait(open).unwrap();
+            }
+            drop(open);
+            self.records
+                .fetch_add(split_batch(&batch).unwrap().len(), Ordering::SeqCst);
+            self.inner.append(batch)
+        }
+        fn read(&self, from: u64, max_bytes: usize) -> BoxFuture<'_, Result<ReadBatch, StreamError>> {
+            self.inner.read(from, max_bytes)
+        }
+        fn commit(&self, consumer: &str, next: u64) -> BoxFuture<'_, Result<(), StreamError>> {
+            self.inner.commit(consumer, next)
+        }
+        fn committed(&self, consumer: &str) -> BoxFuture<'_, Result<Option<u64>, StreamError>> {
+            self.inner.committed(consumer)
+        }
+        fn bounds(&self) -> (u64, u64) {
+            self.inner.bounds()
+        }
+    }
+
+    #[test]
+    fn the_queue_holds_at_most_its_bound_and_drops_past_it() {
+        let stream = Arc::new(Gated::default());
+        let metrics = Arc::new(EventMetrics::new());
+        let config = ExposureConfig {
+            queue: 3,
+            batch: 1,
+            linger: Duration::ZERO,
+            ..ExposureConfig::default()
+        };
+        let logger = ExposureLogger::start(stream.clone(), config, metrics.clone()).unwrap();
+        let log = |unit: &str| {
+            logger.log("p", "e", unit, "x", 1, "a", SystemTime::now(), None);
+        };
+        // The first is taken by the writer, which then waits in `append`.
+        log("u0");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while logger.queued.load(Ordering::SeqCst) != 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        for unit in ["u1", "u2", "u3", "u4", "u5"] {
+            log(unit);
+        }
+        assert_eq!(logger.queued.load(Ordering::SeqCst), 3);
+        assert_eq!(metrics.exposures_dropped.get(), 2);
+        stream.open();
+        logger.close();
+        assert_eq!(stream.records.load(Ordering::SeqCst), 4);
+        assert_eq!(logger.queued.load(Ordering::SeqCst), 0);
+        assert_eq!(metrics.exposures_dropped.get(), 2);
     }
 }

@@ -27,7 +27,7 @@ use serde_json::json;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
-use crate::stats::{Latency, rss_kib};
+use crate::stats::{Latency, cpu_time, rss_kib};
 use crate::target::{Target, parse_header};
 
 #[derive(Debug, clap::Args)]
@@ -188,6 +188,10 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         }
         let req = req.body(Full::new(Bytes::from(body)))?;
         let mut sender = target.connect().await?;
+        let cpu_before = (
+            args.server_pid.and_then(cpu_time),
+            cpu_time(std::process::id()),
+        );
         *lock(&shared.trigger_at) = Some(Instant::now());
         let resp = sender.send_request(req).await?;
         let status = resp.status();
@@ -203,10 +207,23 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let mut nanos = std::mem::take(&mut *lock(&shared.arrivals));
+        // CPU each side used while the change went out (10 ms ticks).
+        let used = |before: Option<Duration>, now: Option<Duration>| {
+            before
+                .zip(now)
+                .map(|(b, n)| n.saturating_sub(b).as_secs_f64())
+        };
+        let server_cpu = used(cpu_before.0, args.server_pid.and_then(cpu_time));
+        let loadgen_cpu = used(cpu_before.1, cpu_time(std::process::id()));
         let received = nanos.len();
         let latency = Latency::of(&mut nanos);
-        eprintln!("sse: change reached {received} of {held} clients; {latency}");
-        change = json!({"received": received, "latency": latency.to_json()});
+        eprintln!(
+            "sse: change reached {received} of {held} clients; {latency}; CPU meanwhile: server {:.2} s, generator {:.2} s",
+            server_cpu.unwrap_or(f64::NAN),
+            loadgen_cpu.unwrap_or(f64::NAN)
+        );
+        change = json!({"received": received, "latency": latency.to_json(),
+                        "server_cpu_s": server_cpu, "loadgen_cpu_s": loadgen_cpu});
     }
 
     tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
@@ -321,8 +338,6 @@ async fn connect(shared: &Shared, index: usize) -> anyhow::Result<TcpStream> {
     };
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(*source, 0))?;
-    // Small socket buffers: the client only reads, and slowly is fine.
-    socket.set_recv_buffer_size(16 * 1024)?;
     Ok(socket.connect(shared.server).await?)
 }
 

@@ -50,7 +50,7 @@ async fn setup(server: &TestServer) -> (String, String) {
         )
         .await
         .expect("server key");
-    (key.id, key.secret)
+    (key.key.id, key.secret)
 }
 
 async fn connect(server: &TestServer) -> TcpStream {
