@@ -261,9 +261,7 @@ mod tests {
     use std::sync::Condvar;
 
     use super::*;
-    use crate::stream::{
-        Appended, BoxFuture, MemoryStream, ReadBatch, StreamError, split_batch,
-    };
+    use crate::stream::{Appended, BoxFuture, MemoryStream, ReadBatch, StreamError, split_batch};
 
     /// A stream whose appends wait until the gate opens, counting records.
     #[derive(Debug, Default)]
@@ -292,7 +290,11 @@ mod tests {
                 .fetch_add(split_batch(&batch).unwrap().len(), Ordering::SeqCst);
             self.inner.append(batch)
         }
-        fn read(&self, from: u64, max_bytes: usize) -> BoxFuture<'_, Result<ReadBatch, StreamError>> {
+        fn read(
+            &self,
+            from: u64,
+            max_bytes: usize,
+        ) -> BoxFuture<'_, Result<ReadBatch, StreamError>> {
             self.inner.read(from, max_bytes)
         }
         fn commit(&self, consumer: &str, next: u64) -> BoxFuture<'_, Result<(), StreamError>> {

@@ -146,10 +146,10 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     for i in 0..args.clients {
         let (shared, gate) = (shared.clone(), gate.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = client(&shared, &gate, i).await {
-                if shared.failed.fetch_add(1, Ordering::Relaxed) == 0 {
-                    eprintln!("sse: first failure: {e:#}");
-                }
+            if let Err(e) = client(&shared, &gate, i).await
+                && shared.failed.fetch_add(1, Ordering::Relaxed) == 0
+            {
+                eprintln!("sse: first failure: {e:#}");
             }
         }));
     }

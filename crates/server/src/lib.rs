@@ -6,7 +6,8 @@
 //!   also serves [`ops_app`] on a second one). Tests call them directly
 //!   (port 0), the binary only wires configuration to them.
 //! - `net.rs`: the serving loop (hyper): connection cap, header, idle and
-//!   body timeouts, bounded shutdown.
+//!   body timeouts, bounded shutdown; `net/sse.rs`, SDK streams opened as
+//!   a connection's first request, served without hyper's buffers.
 //! - `cors.rs`: CORS for the routes browsers call.
 //! - `state.rs`: [`AppState`] (store, snapshots, auth cache, limiter, metrics).
 //! - `snapshots.rs`: compiled per-environment configuration in memory,

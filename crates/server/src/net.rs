@@ -215,7 +215,7 @@ async fn serve_connection(
     let head_deadline = tokio::time::Instant::now() + config.header_read_timeout;
     match sse::peek_first(&stream, head_deadline).await {
         sse::First::Stream { request, len } => {
-            return sse::serve(stream, request, len, router, peer, stop).await;
+            return sse::serve(stream, *request, len, router, peer, stop).await;
         }
         sse::First::Gone => return,
         sse::First::Other => {}
@@ -265,13 +265,11 @@ async fn serve_http(
         metrics,
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(timer)
-        .header_read_timeout(
-            head_deadline
-                .saturating_duration_since(tokio::time::Instant::now())
-                .max(Duration::from_millis(1)),
-        );
+    builder.timer(timer).header_read_timeout(
+        head_deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_millis(1)),
+    );
     let conn = builder.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
     let mut graceful = false;

@@ -101,7 +101,7 @@ impl Wire {
     }
 
     /// Reads until the server closes the connection.
-    async fn to_end(&mut self) -> bool {
+    async fn read_to_close(&mut self) -> bool {
         self.until(usize::MAX, "\u{0}never").await;
         self.closed
     }
@@ -114,7 +114,10 @@ async fn patch_flag(server: &TestServer, enabled: bool) {
         server.url
     );
     let etag = client
-        .get(format!("{}/api/v1/projects/demo/flags/w-switch", server.url))
+        .get(format!(
+            "{}/api/v1/projects/demo/flags/w-switch",
+            server.url
+        ))
         .bearer_auth(&server.admin_key)
         .send()
         .await
@@ -184,7 +187,10 @@ async fn a_first_request_stream_is_chunked_and_ends_with_the_last_chunk_on_revoc
     assert_eq!(server.state.metrics.stream_clients.get(), 1);
 
     // Heartbeats, then a change.
-    let beat = wire.until(first, ":keep-alive\n\n").await.expect("keep-alive");
+    let beat = wire
+        .until(first, ":keep-alive\n\n")
+        .await
+        .expect("keep-alive");
     patch_flag(&server, false).await;
     let change = wire
         .until(beat, "event: config\n")
@@ -201,11 +207,14 @@ async fn a_first_request_stream_is_chunked_and_ends_with_the_last_chunk_on_revoc
         .await
         .expect("revoke");
     assert!(resp.status().is_success());
-    assert!(wire.to_end().await, "the stream ends");
-    assert!(wire.text.ends_with("\r\n0\r\n\r\n"), "{:?}", &wire.text[wire.text.len().saturating_sub(40)..]);
+    assert!(wire.read_to_close().await, "the stream ends");
+    assert!(
+        wire.text.ends_with("\r\n0\r\n\r\n"),
+        "{:?}",
+        &wire.text[wire.text.len().saturating_sub(40)..]
+    );
     let deadline = tokio::time::Instant::now() + WAIT;
-    while server.state.metrics.stream_clients.get() != 0 && tokio::time::Instant::now() < deadline
-    {
+    while server.state.metrics.stream_clients.get() != 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(server.state.metrics.stream_clients.get(), 0);
@@ -231,7 +240,11 @@ async fn a_stream_after_other_requests_on_a_kept_alive_connection_works_the_same
     assert!(wire.text.starts_with("HTTP/1.1 200"), "{}", wire.text);
     let length: usize = wire.text[..ok]
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_string))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_string)
+        })
         .expect("content-length")
         .trim()
         .parse()
@@ -254,7 +267,10 @@ async fn a_stream_after_other_requests_on_a_kept_alive_connection_works_the_same
         .until(head_end, "event: config\n")
         .await
         .expect("first event");
-    let beat = wire.until(first, ":keep-alive\n\n").await.expect("keep-alive");
+    let beat = wire
+        .until(first, ":keep-alive\n\n")
+        .await
+        .expect("keep-alive");
     patch_flag(&server, false).await;
     let change = wire.until(beat, "event: config\n").await.expect("change");
     wire.until(change, "\n\n").await.expect("whole event");
@@ -270,7 +286,7 @@ async fn a_refused_stream_gets_its_error_whole_and_the_connection_closes() {
         .await
         .unwrap();
     let mut wire = Wire::new(tcp);
-    assert!(wire.to_end().await, "closed after the answer");
+    assert!(wire.read_to_close().await, "closed after the answer");
     let (head, body) = wire.text.split_once("\r\n\r\n").expect("head and body");
     let head = head.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 401"), "{head}");
@@ -300,12 +316,13 @@ async fn an_http_1_0_stream_is_delimited_by_the_connection_and_ends_at_shutdown(
     assert!(!head.contains("transfer-encoding"), "{head}");
     // No chunk framing: the event follows the head directly.
     assert!(
-        wire.until(head_end, "\n\n").await.is_some() && wire.text[head_end..].starts_with("event: config\n"),
+        wire.until(head_end, "\n\n").await.is_some()
+            && wire.text[head_end..].starts_with("event: config\n"),
         "{}",
         &wire.text[head_end..]
     );
     server.stop().await;
-    assert!(wire.to_end().await, "shutdown closes the stream");
+    assert!(wire.read_to_close().await, "shutdown closes the stream");
 }
 
 #[tokio::test]
@@ -341,7 +358,7 @@ async fn a_slow_partial_stream_head_is_still_served_and_a_silent_one_times_out()
         .unwrap();
     let mut wire = Wire::new(tcp);
     let started = std::time::Instant::now();
-    assert!(wire.to_end().await, "an incomplete head is closed");
+    assert!(wire.read_to_close().await, "an incomplete head is closed");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",

@@ -61,7 +61,7 @@ const MAX_PLAIN_BODY: usize = 64 * 1024;
 /// What the first bytes of a connection are.
 pub(super) enum First {
     /// A complete stream request, its head `len` bytes long, still unread.
-    Stream { request: Request, len: usize },
+    Stream { request: Box<Request>, len: usize },
     /// Anything else: hyper serves the connection, which is untouched.
     Other,
     /// The client closed, or no complete head came before `deadline`.
@@ -114,7 +114,7 @@ pub(super) async fn peek_first(stream: &TcpStream, deadline: tokio::time::Instan
 }
 
 enum Parsed {
-    Stream(Request, usize),
+    Stream(Box<Request>, usize),
     Other,
     Partial,
 }
@@ -164,7 +164,7 @@ fn parse(bytes: &[u8]) -> Parsed {
         builder = builder.header(name, value);
     }
     match builder.body(Body::empty()) {
-        Ok(request) => Parsed::Stream(request, len),
+        Ok(request) => Parsed::Stream(Box::new(request), len),
         Err(_) => Parsed::Other,
     }
 }
@@ -220,9 +220,13 @@ pub(super) async fn serve(
     } else {
         Framing::Chunked
     };
-    if write_all(&stream, &[&head(parts.status, &parts.headers, framing)[..]], &mut stop)
-        .await
-        .is_err()
+    if write_all(
+        &stream,
+        &[&head(parts.status, &parts.headers, framing)[..]],
+        &mut stop,
+    )
+    .await
+    .is_err()
     {
         return;
     }
@@ -497,7 +501,10 @@ mod tests {
     #[test]
     fn heads_frame_the_body_and_close() {
         let mut headers = axum::http::HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
         let h = String::from_utf8(head(StatusCode::OK, &headers, Framing::Chunked)).unwrap();
         assert!(h.starts_with("HTTP/1.1 200 OK\r\n"), "{h}");
