@@ -1,14 +1,16 @@
 //! Instructions per evaluation, the figure that does not move with the
 //! machine's load (criterion's times on a shared 2-core machine do):
-//! the same five-rule flag read through the SDK's public API and through
-//! the engine directly, counted by callgrind.
+//! the same five-rule flag read through the SDK's public API, through the
+//! engine directly, and through the OpenFeature provider (called directly,
+//! its future is ready at once), counted by callgrind.
 //!
 //! ```sh
 //! cargo bench -p switchyard-sdk --bench instructions --no-run   # prints the binary's path
 //! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out \
-//!   --toggle-collect='instructions::sdk_loop' --toggle-collect='instructions::core_loop' \
+//!   --toggle-collect='instructions::sdk_loop' --toggle-collect='instructions::core_loop' \\
+//!   --toggle-collect='instructions::provider_loop' \
 //!   target/release/deps/instructions-HASH 100000
-//! callgrind_annotate /tmp/cg.out | grep -E 'sdk_loop|core_loop'   # inclusive counts / 100000
+//! callgrind_annotate /tmp/cg.out | grep -E 'sdk_loop|core_loop|provider_loop'   # inclusive counts / 100000
 //! ```
 //!
 //! Without valgrind it runs the loops once and prints the time per
@@ -17,8 +19,12 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use futures_util::FutureExt;
+use open_feature::EvaluationContext;
+use open_feature::provider::FeatureProvider;
 use serde_json::json;
 use switchyard_core::Evaluator;
+use switchyard_sdk::openfeature::SwitchyardProvider;
 use switchyard_sdk::{Client, Context};
 
 #[inline(never)]
@@ -26,6 +32,19 @@ fn sdk_loop(client: &Client, ctx: &Context, n: u64) -> u64 {
     let mut on = 0;
     for _ in 0..n {
         on += u64::from(client.bool_value(black_box("checkout-bool"), black_box(ctx), false));
+    }
+    on
+}
+
+#[inline(never)]
+fn provider_loop(provider: &SwitchyardProvider, ctx: &EvaluationContext, n: u64) -> u64 {
+    let mut on = 0;
+    for _ in 0..n {
+        let r = provider
+            .resolve_bool_value(black_box("checkout-bool"), black_box(ctx))
+            .now_or_never()
+            .expect("ready at once");
+        on += u64::from(r.map(|d| d.value).unwrap_or(false));
     }
     on
 }
@@ -80,9 +99,23 @@ fn main() {
     let b = core_loop(&evaluator, &ctx, n);
     let core = t.elapsed();
     assert_eq!(a, b, "the SDK and the engine agree");
+    let provider = SwitchyardProvider::new(client.clone());
+    let of_ctx = EvaluationContext::default()
+        .with_targeting_key("user-48213")
+        .with_custom_field("email", "someone@customer.org")
+        .with_custom_field("country", "US")
+        .with_custom_field("age", 34)
+        .with_custom_field("app_version", "2.4.1")
+        .with_custom_field("plan", "pro");
+    let t = Instant::now();
+    let c = provider_loop(&provider, &of_ctx, n);
+    let of = t.elapsed();
+    assert_eq!(a, c, "the provider agrees");
+    let each = |d: std::time::Duration| d.as_nanos() as f64 / n as f64;
     println!(
-        "{n} evaluations: sdk {:.1} ns each, core {:.1} ns each",
-        sdk.as_nanos() as f64 / n as f64,
-        core.as_nanos() as f64 / n as f64
+        "{n} evaluations: sdk {:.1} ns each, core {:.1} ns, OpenFeature provider {:.1} ns",
+        each(sdk),
+        each(core),
+        each(of)
     );
 }

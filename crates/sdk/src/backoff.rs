@@ -24,7 +24,7 @@ impl Backoff {
     /// The next wait.
     pub fn next(&mut self) -> Duration {
         let ceiling = self.ceiling;
-        self.ceiling = (self.ceiling * 2).min(self.max);
+        self.ceiling = self.ceiling.saturating_mul(2).min(self.max);
         let half = ceiling / 2;
         half + half.mul_f64(fastrand::f64())
     }

@@ -1,15 +1,14 @@
 //! The client: its builder, its shared state, and evaluation.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use switchyard_core::{Context, Evaluation, Evaluator};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use crate::details::{ErrorCode, EvaluationDetails, FlagDetails};
 use crate::error::Error;
@@ -57,8 +56,6 @@ pub struct StatusReport {
 #[derive(Debug)]
 pub(crate) struct Shared {
     config: ArcSwapOption<Evaluator>,
-    /// Whether a document from the server was installed yet.
-    synced: AtomicBool,
     status: watch::Sender<StatusReport>,
     events: Option<Events>,
 }
@@ -68,17 +65,19 @@ impl Shared {
         self.config.load().is_some()
     }
 
-    /// Swaps in `evaluator` if it is newer than the one serving or of
-    /// another environment; `false` when it was not needed. The first
-    /// document from the server replaces a bootstrap or cached copy
-    /// whatever their revisions (a store restored from a backup numbers
-    /// its revisions lower than the copy an SDK kept).
-    pub fn install(&self, evaluator: Evaluator, from_server: bool) -> bool {
-        let first_sync = from_server && !self.synced.swap(true, Ordering::AcqRel);
-        if !first_sync
-            && let Some(current) = self.config.load().as_ref()
+    /// Swaps in `evaluator` unless the one serving is of the same
+    /// environment and revision, or, unless `authoritative`, newer;
+    /// `false` when nothing changed. Authoritative documents are the
+    /// first of each stream connection and every downloaded one: they
+    /// replace a bootstrap or cached copy, or what an earlier server
+    /// sent, whatever the revisions (a store restored from a backup
+    /// numbers its revisions lower than the copy an SDK kept). Within one
+    /// stream an older revision never replaces a newer one.
+    pub fn install(&self, evaluator: Evaluator, authoritative: bool) -> bool {
+        if let Some(current) = self.config.load().as_ref()
             && current.environment() == evaluator.environment()
-            && current.revision() >= evaluator.revision()
+            && (current.revision() == evaluator.revision()
+                || (!authoritative && current.revision() > evaluator.revision()))
         {
             return false;
         }
@@ -105,12 +104,16 @@ impl Shared {
 struct Inner {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
-    stopped: Mutex<Option<oneshot::Receiver<()>>>,
+    /// Becomes `true` when the SDK's thread has finished.
+    stopped: watch::Receiver<bool>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.stop.send_replace(true);
+        if let Some(events) = &self.shared.events {
+            events.close();
+        }
     }
 }
 
@@ -212,6 +215,7 @@ impl Client {
                 backoff_min: Duration::from_secs(1),
                 backoff_max: Duration::from_secs(30),
                 stream_idle_timeout: Duration::from_secs(45),
+                request_timeout: Duration::from_secs(10),
                 document_limit: 64 << 20,
                 cache_file: None,
             },
@@ -278,7 +282,7 @@ impl Client {
     /// The flag's string value, or `default`.
     #[inline]
     pub fn string_value(&self, key: &str, ctx: &Context, default: &str) -> String {
-        self.with_value(key, ctx, |v| v.and_then(Value::as_str).map(str::to_string))
+        self.value(key, ctx, None, |v| v.as_str().map(|s| Some(s.to_string())))
             .unwrap_or_else(|| default.to_string())
     }
 
@@ -319,7 +323,7 @@ impl Client {
 
     /// The flag's value as JSON (any type), or `default`.
     pub fn json_value(&self, key: &str, ctx: &Context, default: Value) -> Value {
-        self.with_value(key, ctx, |v| v.cloned()).unwrap_or(default)
+        self.value(key, ctx, default, |v| Some(v.clone()))
     }
 
     /// The flag's JSON value with how it was chosen.
@@ -334,7 +338,9 @@ impl Client {
 
     /// Evaluates `key` and hands the served value (`None` on any error)
     /// to `read`, without copying it: the fastest way to read a large
-    /// JSON value or to avoid allocating a `String`.
+    /// JSON value or to avoid allocating a `String`. An experiment flag's
+    /// exposure is logged whenever a value is served (the typed reads log
+    /// it only when the value has the type asked for).
     ///
     /// ```
     /// # let client = switchyard_sdk::Client::offline(r#"{"flags": [{"key": "banner", "type": "string",
@@ -371,8 +377,19 @@ impl Client {
         default: T,
         read: impl FnOnce(&Value) -> Option<T>,
     ) -> T {
-        self.with_value(key, ctx, |v| v.and_then(read))
-            .unwrap_or(default)
+        let guard = self.shared().config.load();
+        let Some(evaluator) = guard.as_deref() else {
+            return default;
+        };
+        let e = evaluator.evaluate(key, ctx);
+        match e.value.and_then(read) {
+            Some(value) => {
+                self.expose(evaluator, &e, ctx);
+                value
+            }
+            // The caller gets its default: the unit saw no variation.
+            None => default,
+        }
     }
 
     fn details<T>(
@@ -387,8 +404,11 @@ impl Client {
             return EvaluationDetails::error(default, ErrorCode::ProviderNotReady, 0);
         };
         let e = evaluator.evaluate(key, ctx);
-        self.expose(evaluator, &e, ctx);
-        details_of(&e, evaluator.revision(), default, read)
+        let details = details_of(&e, evaluator.revision(), default, read);
+        if details.is_ok() {
+            self.expose(evaluator, &e, ctx);
+        }
+        details
     }
 
     /// Logs the exposure of an experiment flag (deduplicated, queued).
@@ -436,9 +456,7 @@ impl Client {
         value: Option<f64>,
         attributes: Option<Map<String, Value>>,
     ) {
-        if let Some(events) = &self.shared().events
-            && !*self.inner.stop.borrow()
-        {
+        if let Some(events) = &self.shared().events {
             events.track(unit, event, value, attributes.as_ref());
         }
     }
@@ -532,10 +550,12 @@ impl Client {
     /// are lost with the process.
     pub async fn close(&self) {
         self.inner.stop.send_replace(true);
-        let stopped = self.inner.stopped.lock().ok().and_then(|mut s| s.take());
-        if let Some(stopped) = stopped {
-            let _ = stopped.await;
+        if let Some(events) = &self.shared().events {
+            events.close();
         }
+        // Every caller waits for the end, not only the first.
+        let mut stopped = self.inner.stopped.clone();
+        let _ = stopped.wait_for(|s| *s).await;
     }
 }
 
@@ -605,9 +625,9 @@ impl ClientBuilder {
         self
     }
 
-    /// How often to poll when not streaming (default 30 s).
+    /// How often to poll when not streaming (default 30 s, at least 50 ms).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.sync.poll_interval = interval;
+        self.sync.poll_interval = interval.max(Duration::from_millis(50));
         self
     }
 
@@ -629,6 +649,7 @@ impl ClientBuilder {
     /// The timeout of each request other than the stream (default 10 s).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self.sync.request_timeout = timeout;
         self
     }
 
@@ -646,10 +667,10 @@ impl ClientBuilder {
     }
 
     /// Events per request (default 500) and the longest an event waits
-    /// before it is sent (default 1 s).
+    /// before it is sent (default 1 s, at least 10 ms).
     pub fn event_batching(mut self, batch: usize, flush_interval: Duration) -> Self {
         self.events.batch = batch.clamp(1, 10_000);
-        self.events.flush_interval = flush_interval;
+        self.events.flush_interval = flush_interval.max(Duration::from_millis(10));
         self
     }
 
@@ -705,7 +726,6 @@ impl ClientBuilder {
         };
         let shared = Arc::new(Shared {
             config: ArcSwapOption::empty(),
-            synced: AtomicBool::new(false),
             status: watch::Sender::new(status),
             events: (!offline && self.events_enabled).then(|| Events::new(self.events.clone())),
         });
@@ -717,7 +737,7 @@ impl ClientBuilder {
             ));
         }
         let (stop, stop_rx) = watch::channel(false);
-        let (stopped_tx, stopped) = oneshot::channel();
+        let (stopped_tx, stopped) = watch::channel(false);
         if let Some(base) = base {
             let http = Http::new(
                 base,
@@ -741,6 +761,7 @@ impl ClientBuilder {
                         Ok(rt) => rt,
                         Err(e) => {
                             tracing::error!(error = %e, "switchyard: cannot start the SDK's runtime");
+                            // Dropping `stopped_tx` ends every `close`.
                             return;
                         }
                     };
@@ -753,17 +774,17 @@ impl ClientBuilder {
                         };
                         tokio::join!(sync, events);
                     });
-                    let _ = stopped_tx.send(());
+                    stopped_tx.send_replace(true);
                 })
                 .map_err(Error::Thread)?;
         } else {
-            drop(stopped_tx);
+            stopped_tx.send_replace(true);
         }
         Ok(Client {
             inner: Arc::new(Inner {
                 shared,
                 stop,
-                stopped: Mutex::new(Some(stopped)),
+                stopped,
             }),
         })
     }

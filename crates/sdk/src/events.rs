@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -100,6 +100,8 @@ pub(crate) struct Events {
     resolved: watch::Sender<u64>,
     exposures: Mutex<TimeWindow>,
     id_prefix: String,
+    /// Set by `close`: nothing more is queued.
+    closed: AtomicBool,
     delivered: AtomicU64,
     deduplicated: AtomicU64,
     overflow: AtomicU64,
@@ -159,6 +161,7 @@ impl Events {
             resolved: watch::Sender::new(0),
             // 128 random bits: ids from two processes never meet.
             id_prefix: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+            closed: AtomicBool::new(false),
             delivered: AtomicU64::new(0),
             deduplicated: AtomicU64::new(0),
             overflow: AtomicU64::new(0),
@@ -226,7 +229,15 @@ impl Events {
         });
     }
 
+    /// Stops queueing: the client is closing.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
     fn push(&self, encode: impl FnOnce(&str) -> serde_json::Result<String>) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
         let Ok(mut q) = self.queue.lock() else {
             return;
         };
@@ -328,7 +339,10 @@ impl Events {
                 _ = stop.wait_for(|s| *s) => break,
             }
             let mut stopping = false;
-            while let Some(batch) = self.take_batch() {
+            while !*stop.borrow() {
+                let Some(batch) = self.take_batch() else {
+                    break;
+                };
                 let outcome = self.deliver(&http, &batch, None, &mut stop).await;
                 self.finish_batch();
                 if outcome == Sent::Stopping {
@@ -336,11 +350,15 @@ impl Events {
                     break;
                 }
             }
-            if stopping {
+            if stopping || *stop.borrow() {
                 break;
             }
         }
-        let deadline = tokio::time::Instant::now() + drain;
+        let now = tokio::time::Instant::now();
+        // `Duration::MAX` means "as long as it takes": a year will do.
+        let deadline = now
+            .checked_add(drain)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
         while let Some(batch) = self.take_batch() {
             let outcome = self.deliver(&http, &batch, Some(deadline), &mut stop).await;
             self.finish_batch();
@@ -383,7 +401,15 @@ impl Events {
                 Some(d) => tokio::time::timeout_at(d, attempt)
                     .await
                     .unwrap_or_else(|_| Err(CallError::Network("out of time".into()))),
-                None => attempt.await,
+                // Closing cuts a request short: the drain sends the batch
+                // again, with the same ids, under its deadline.
+                None => tokio::select! {
+                    outcome = attempt => outcome,
+                    _ = stop.wait_for(|s| *s) => {
+                        self.put_back(batch);
+                        return Sent::Stopping;
+                    }
+                },
             };
             let wait = match outcome {
                 Ok(answer) => {
@@ -412,9 +438,12 @@ impl Events {
                     retry_after,
                 }) => {
                     tracing::debug!(error = %message, "switchyard: sending events again later");
-                    retry_after
-                        .map(|d| d.min(Duration::from_secs(300)))
-                        .unwrap_or_else(|| backoff.next())
+                    // Honoured, but never below the shortest backoff: a
+                    // `Retry-After: 0` must not make a tight loop.
+                    let next = backoff.next();
+                    retry_after.map_or(next, |d| {
+                        d.max(self.config.retry_min).min(Duration::from_secs(300))
+                    })
                 }
                 Err(CallError::Network(message)) => {
                     tracing::debug!(error = %message, "switchyard: sending events again later");

@@ -46,7 +46,7 @@ pub(crate) enum Download {
 pub(crate) struct Http {
     client: reqwest::Client,
     base: Url,
-    authorization: String,
+    authorization: header::HeaderValue,
     request_timeout: Duration,
     document_limit: usize,
 }
@@ -78,7 +78,13 @@ impl Http {
         Ok(Http {
             client,
             base,
-            authorization: format!("Bearer {key}"),
+            authorization: {
+                let mut value = header::HeaderValue::from_str(&format!("Bearer {key}"))
+                    .map_err(|_| "the SDK key holds characters a header cannot".to_string())?;
+                // Left out of any `Debug` of the request (middleware, traces).
+                value.set_sensitive(true);
+                value
+            },
             request_timeout,
             document_limit,
         })
@@ -99,7 +105,7 @@ impl Http {
             .client
             .get(self.url("/sdk/v1/config"))
             .timeout(self.request_timeout)
-            .header(header::AUTHORIZATION, &self.authorization);
+            .header(header::AUTHORIZATION, self.authorization.clone());
         if let Some(etag) = etag {
             request = request.header(header::IF_NONE_MATCH, etag);
         }
@@ -122,7 +128,7 @@ impl Http {
         let response = self
             .client
             .get(self.url("/sdk/v1/stream"))
-            .header(header::AUTHORIZATION, &self.authorization)
+            .header(header::AUTHORIZATION, self.authorization.clone())
             .header(header::ACCEPT, "text/event-stream")
             .send()
             .await
@@ -136,7 +142,7 @@ impl Http {
             .client
             .post(self.url("/api/v1/events"))
             .timeout(self.request_timeout)
-            .header(header::AUTHORIZATION, &self.authorization)
+            .header(header::AUTHORIZATION, self.authorization.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()

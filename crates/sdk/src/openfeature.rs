@@ -29,8 +29,13 @@
 //!   OpenFeature lacks: it resolves as `DEFAULT` with the flag metadata
 //!   `switchyard.reason = PREREQUISITE_FAILED`, as OFREP answers.
 //! - **Error codes**: `FLAG_NOT_FOUND`, `TYPE_MISMATCH`,
-//!   `TARGETING_KEY_MISSING`, `PROVIDER_NOT_READY`; OpenFeature then
-//!   returns the caller's default.
+//!   `TARGETING_KEY_MISSING`, `PROVIDER_NOT_READY`; the OpenFeature
+//!   client returns them as `Err(EvaluationError)`, and the caller supplies
+//!   the fallback (`.unwrap_or(default)`).
+//! - **Start**: `set_provider` runs `initialize`, which waits for the first
+//!   sync (at most [`SwitchyardProvider::ready_timeout`], 5 s) unless a
+//!   bootstrap or cached copy already serves; `open-feature` 0.3 holds its
+//!   lock meanwhile, so evaluations wait too.
 //! - **Provider events and tracking**: the crate has neither yet, so
 //!   watch [`Client::subscribe`] for readiness, changes of configuration,
 //!   errors and staleness, and record conversions with [`Client::track`].
@@ -89,6 +94,12 @@ impl SwitchyardProvider {
 #[open_feature::async_trait]
 impl FeatureProvider for SwitchyardProvider {
     async fn initialize(&mut self, _context: &EvaluationContext) {
+        // `open-feature` 0.3 holds its providers' lock while this runs, so
+        // every evaluation waits on it: when a copy already serves (a
+        // bootstrap or cache), don't wait for the server.
+        if self.client.status().revision > 0 {
+            return;
+        }
         if let Err(e) = self.client.wait_until_ready(self.ready_timeout).await {
             tracing::warn!(error = %e, "switchyard: the OpenFeature provider starts without a fresh configuration");
         }

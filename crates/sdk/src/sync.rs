@@ -34,6 +34,7 @@ pub(crate) struct SyncConfig {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub stream_idle_timeout: Duration,
+    pub request_timeout: Duration,
     pub document_limit: usize,
     pub cache_file: Option<PathBuf>,
 }
@@ -119,7 +120,7 @@ async fn poll(
             document,
             etag: new,
         } => {
-            apply(shared, config, &document).map_err(CallError::Refused)?;
+            apply(shared, config, &document, true).map_err(CallError::Refused)?;
             *etag = new;
         }
     }
@@ -138,16 +139,26 @@ async fn stream(
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Backoff,
 ) -> StreamEnd {
+    // A server (or a proxy) that takes the connection but never answers
+    // must not hold the client: the answer's head has the request timeout.
     let response = tokio::select! {
-        r = http.stream() => r,
+        r = tokio::time::timeout(config.request_timeout, http.stream()) => r,
         _ = stop.wait_for(|s| *s) => return StreamEnd::Stopped,
     };
     let response = match response {
-        Ok(r) => r,
-        Err(CallError::Unauthorized(m)) => return StreamEnd::Unauthorized(m),
-        Err(e) => return StreamEnd::Failed(e.to_string()),
+        Ok(Ok(r)) => r,
+        Ok(Err(CallError::Unauthorized(m))) => return StreamEnd::Unauthorized(m),
+        Ok(Err(e)) => return StreamEnd::Failed(e.to_string()),
+        Err(_) => {
+            return StreamEnd::Failed(format!(
+                "the stream was not answered within {:?}",
+                config.request_timeout
+            ));
+        }
     };
     let mut body = std::pin::pin!(response.bytes_stream());
+    // The first document of a connection is the server's current one.
+    let mut first = true;
     let mut reader = sse::Reader::new(config.document_limit);
     loop {
         let chunk = tokio::select! {
@@ -170,7 +181,8 @@ async fn stream(
             Err(e) => return StreamEnd::Failed(e.to_string()),
         };
         for event in events.into_iter().filter(|e| e.event == "config") {
-            match apply(shared, config, &event.data) {
+            let authoritative = std::mem::replace(&mut first, false);
+            match apply(shared, config, &event.data, authoritative) {
                 Ok(()) => {
                     backoff.reset();
                     shared.update_status(|s| {
@@ -187,12 +199,17 @@ async fn stream(
     }
 }
 
-/// Compiles a document and swaps it in when it is newer than what serves
-/// (or of another environment); writes the disk cache.
-fn apply(shared: &Shared, config: &SyncConfig, document: &str) -> Result<(), String> {
+/// Compiles a document and swaps it in (see `Shared::install` for when);
+/// writes the disk cache.
+fn apply(
+    shared: &Shared,
+    config: &SyncConfig,
+    document: &str,
+    authoritative: bool,
+) -> Result<(), String> {
     let evaluator = Evaluator::from_json(document)
         .map_err(|e| format!("the server's configuration cannot be used: {e}"))?;
-    if !shared.install(evaluator, true) {
+    if !shared.install(evaluator, authoritative) {
         return Ok(());
     }
     if let Some(path) = &config.cache_file

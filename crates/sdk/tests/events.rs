@@ -3,7 +3,8 @@
 //! `crates/cli/tests/sdk.rs`): retries honour `Retry-After` and resend the
 //! same event ids; a refused batch is dropped and counted; a full queue
 //! drops its oldest events; `close` delivers what is queued; exposures
-//! are deduplicated; a broken stream falls back to polling with `ETag`.
+//! are deduplicated (and not logged when the caller gets its default); a
+//! stream that never answers falls back to polling with `ETag`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -83,8 +84,10 @@ async fn config(State(s): State<Shared>, headers: HeaderMap) -> Response {
     ([(header::ETAG, "\"r3\"")], DOC).into_response()
 }
 
-/// The stream is broken (as behind a proxy that refuses event streams).
+/// The stream never answers (an overloaded server, a half-dead proxy):
+/// the client must give up on it and poll.
 async fn stream() -> Response {
+    tokio::time::sleep(Duration::from_secs(3600)).await;
     StatusCode::BAD_GATEWAY.into_response()
 }
 
@@ -103,6 +106,7 @@ async fn serve(script: Script) -> (String, Shared) {
 
 fn fast(url: &str) -> switchyard_sdk::ClientBuilder {
     Client::builder(url, "test-key")
+        .request_timeout(Duration::from_millis(300))
         .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(100))
         .event_retry_backoff(Duration::from_millis(20), Duration::from_millis(100))
         .event_batching(500, Duration::from_millis(20))
@@ -166,7 +170,10 @@ async fn a_retry_honours_retry_after_and_resends_the_same_event_ids() {
 #[tokio::test]
 async fn a_batch_the_server_refuses_is_dropped_and_counted() {
     let (url, script) = serve(Script {
-        answers: VecDeque::from([(StatusCode::BAD_REQUEST, None)]),
+        answers: VecDeque::from([
+            (StatusCode::BAD_REQUEST, None),
+            (StatusCode::TOO_MANY_REQUESTS, Some("0")),
+        ]),
         ..Script::default()
     })
     .await;
@@ -176,8 +183,11 @@ async fn a_batch_the_server_refuses_is_dropped_and_counted() {
     client.track("u2", "purchase", None, None);
     client.flush(Duration::from_secs(10)).await.unwrap();
     let stats = client.event_stats();
-    assert_eq!((stats.refused, stats.delivered, stats.retries), (1, 1, 0));
-    assert_eq!(script.lock().unwrap().posts.len(), 2);
+    assert_eq!((stats.refused, stats.delivered, stats.retries), (1, 1, 1));
+    let posts = script.lock().unwrap().posts.clone();
+    assert_eq!(posts.len(), 3);
+    // `Retry-After: 0` still waits the shortest backoff (20 ms here).
+    assert!(posts[2].0 - posts[1].0 >= Duration::from_millis(19));
     client.close().await;
 }
 
@@ -219,6 +229,14 @@ async fn close_delivers_what_is_queued_and_exposures_are_deduplicated() {
         assert_eq!(client.string_value("exp", &ctx, "none"), first);
     }
     client.string_value("exp", &Context::with_key("unit-2"), "none");
+    // Read with the wrong type: the caller gets its default, and no
+    // variation was seen, so no exposure.
+    assert!(!client.bool_value("exp", &Context::with_key("unit-3"), false));
+    let d = client.int_details("exp", &Context::with_key("unit-3"), 7);
+    assert_eq!(
+        (d.value, d.error),
+        (7, Some(switchyard_sdk::ErrorCode::TypeMismatch))
+    );
     client.track("unit-1", "purchase", Some(9.5), None);
     let stats = client.event_stats();
     assert_eq!((stats.pending, stats.exposures_deduplicated), (3, 3));
@@ -245,7 +263,7 @@ async fn close_delivers_what_is_queued_and_exposures_are_deduplicated() {
 }
 
 #[tokio::test]
-async fn a_broken_stream_falls_back_to_polling_with_etag() {
+async fn a_stream_that_never_answers_falls_back_to_polling_with_etag() {
     let (url, script) = serve(Script::default()).await;
     // A copy numbered higher than anything the server has (as after a
     // restore from backup): the server's first document replaces it.
