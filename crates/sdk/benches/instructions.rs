@@ -27,6 +27,9 @@ use switchyard_core::Evaluator;
 use switchyard_sdk::openfeature::SwitchyardProvider;
 use switchyard_sdk::{Client, Context};
 
+mod common;
+use common::{attributes, five_rule_flag};
+
 #[inline(never)]
 fn sdk_loop(client: &Client, ctx: &Context, n: u64) -> u64 {
     let mut on = 0;
@@ -65,28 +68,15 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(100_000);
-    let flag = json!({
-        "key": "checkout-bool", "type": "boolean",
-        "variations": [{"key": "a", "value": false}, {"key": "b", "value": true}, {"key": "c", "value": true}],
-        "enabled": true, "off_variation": "a",
-        "rules": [
-            {"conditions": [{"attribute": "email", "op": "ends_with", "value": "@example.com"}], "serve": {"variation": "b"}},
-            {"conditions": [{"attribute": "country", "op": "in", "value": ["DE", "FR", "NL", "SE", "NO"]}], "serve": {"variation": "c"}},
-            {"conditions": [{"attribute": "age", "op": "gte", "value": 65}], "serve": {"variation": "b"}},
-            {"conditions": [{"attribute": "app_version", "op": "semver_lt", "value": "2.0.0"}], "serve": {"variation": "a"}},
-            {"conditions": [{"attribute": "plan", "op": "equals", "value": "pro"}],
-             "serve": {"split": {"weights": [{"variation": "b", "weight": 5000}, {"variation": "c", "weight": 5000}]}}}
-        ],
-        "fallthrough": {"variation": "a"}
-    });
+    let flag = five_rule_flag(
+        "checkout-bool",
+        "boolean",
+        [json!(false), json!(true), json!(true)],
+    );
     let doc = json!({"environment": "bench", "revision": 1, "flags": [flag]}).to_string();
     let client = Client::offline(&doc).expect("compiles");
     let evaluator = Evaluator::from_json(&doc).expect("compiles");
-    let ctx = Context::from_value(json!({
-        "targetingKey": "user-48213", "email": "someone@customer.org", "country": "US",
-        "age": 34, "app_version": "2.4.1", "plan": "pro"
-    }))
-    .expect("object");
+    let ctx = Context::from_value(attributes()).expect("object");
     assert_eq!(
         client.bool_details("checkout-bool", &ctx, false).rule,
         Some(4)

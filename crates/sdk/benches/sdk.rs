@@ -16,36 +16,8 @@ use serde_json::{Value, json};
 use switchyard_sdk::openfeature::SwitchyardProvider;
 use switchyard_sdk::{Client, Context};
 
-/// Five rules with common operators; the context misses the first four
-/// and lands in the fifth rule's split.
-fn five_rule_flag(key: &str, flag_type: &str, values: [Value; 3]) -> Value {
-    let [a, b, c] = values;
-    json!({
-        "key": key, "type": flag_type,
-        "variations": [{"key": "a", "value": a}, {"key": "b", "value": b}, {"key": "c", "value": c}],
-        "enabled": true, "off_variation": "a",
-        "rules": [
-            {"conditions": [{"attribute": "email", "op": "ends_with", "value": "@example.com"}], "serve": {"variation": "b"}},
-            {"conditions": [{"attribute": "country", "op": "in", "value": ["DE", "FR", "NL", "SE", "NO"]}], "serve": {"variation": "c"}},
-            {"conditions": [{"attribute": "age", "op": "gte", "value": 65}], "serve": {"variation": "b"}},
-            {"conditions": [{"attribute": "app_version", "op": "semver_lt", "value": "2.0.0"}], "serve": {"variation": "a"}},
-            {"conditions": [{"attribute": "plan", "op": "equals", "value": "pro"}],
-             "serve": {"split": {"weights": [{"variation": "b", "weight": 5000}, {"variation": "c", "weight": 5000}]}}}
-        ],
-        "fallthrough": {"variation": "a"}
-    })
-}
-
-fn attributes() -> Value {
-    json!({
-        "targetingKey": "user-48213",
-        "email": "someone@customer.org",
-        "country": "US",
-        "age": 34,
-        "app_version": "2.4.1",
-        "plan": "pro"
-    })
-}
+mod common;
+use common::{attributes, five_rule_flag};
 
 fn bench(c: &mut Criterion) {
     let mut flags = vec![

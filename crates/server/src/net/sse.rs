@@ -52,8 +52,12 @@ const PREFIX: &[u8] = b"GET /sdk/v1/stream";
 pub(super) const PEEK_LIMIT: usize = 8 * 1024;
 /// Headers read at most; more go to hyper.
 const MAX_HEADERS: usize = 64;
-/// How often an incomplete stream head is peeked again.
+/// How long to wait before peeking at an incomplete stream head again:
+/// doubling from the first to the last, so a client that sends its head a
+/// byte at a time (on purpose or not) costs a few dozen peeks over the
+/// header timeout, not thousands.
 const REPEEK: Duration = Duration::from_millis(5);
+const REPEEK_MAX: Duration = Duration::from_millis(200);
 /// Largest body of an answer that is not a stream (an error), written
 /// whole; larger ones are cut (it is our own JSON error, far smaller).
 const MAX_PLAIN_BODY: usize = 64 * 1024;
@@ -74,6 +78,7 @@ pub(super) enum First {
 pub(super) async fn peek_first(stream: &TcpStream, deadline: tokio::time::Instant) -> First {
     // A few bytes first, on the stack: most connections are decided here.
     let mut start = [0u8; PREFIX.len()];
+    let mut wait = REPEEK;
     loop {
         let n = match tokio::time::timeout_at(deadline, stream.peek(&mut start)).await {
             Err(_) => return First::Other, // hyper times the head out and counts it
@@ -87,29 +92,36 @@ pub(super) async fn peek_first(stream: &TcpStream, deadline: tokio::time::Instan
             break;
         }
         // A prefix of the stream request line: wait for more.
-        if tokio::time::Instant::now() + REPEEK >= deadline {
+        if tokio::time::Instant::now() + wait >= deadline {
             return First::Other;
         }
-        tokio::time::sleep(REPEEK).await;
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(REPEEK_MAX);
     }
     // Then the whole head, on the heap only for as long as it is parsed.
     let mut buf = vec![0u8; PEEK_LIMIT];
+    let mut parsed = 0;
     loop {
         let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
             Err(_) => return First::Other,
             Ok(Ok(0)) | Ok(Err(_)) => return First::Gone,
             Ok(Ok(n)) => n,
         };
-        match parse(&buf[..n]) {
-            Parsed::Stream(request, len) => return First::Stream { request, len },
-            Parsed::Other => return First::Other,
-            Parsed::Partial if n < PEEK_LIMIT => {}
-            Parsed::Partial => return First::Other,
+        // Parse only when more arrived since the last look.
+        if n > parsed {
+            parsed = n;
+            match parse(&buf[..n]) {
+                Parsed::Stream(request, len) => return First::Stream { request, len },
+                Parsed::Other => return First::Other,
+                Parsed::Partial if n < PEEK_LIMIT => {}
+                Parsed::Partial => return First::Other,
+            }
         }
-        if tokio::time::Instant::now() + REPEEK >= deadline {
+        if tokio::time::Instant::now() + wait >= deadline {
             return First::Other;
         }
-        tokio::time::sleep(REPEEK).await;
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(REPEEK_MAX);
     }
 }
 
