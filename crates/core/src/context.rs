@@ -153,6 +153,18 @@ impl Context {
         Context::default()
     }
 
+    /// An empty context with room for `attributes` attributes, for callers
+    /// that build one attribute at a time (an SDK converting another
+    /// library's context): no reallocation as it fills.
+    pub fn with_capacity(attributes: usize) -> Self {
+        let n = attributes.min(MAX_ATTRIBUTES);
+        Context {
+            hashes: Vec::with_capacity(n),
+            entries: Vec::with_capacity(n),
+            ..Context::default()
+        }
+    }
+
     /// A context with only a targeting key.
     pub fn with_key(targeting_key: impl Into<String>) -> Self {
         let mut c = Context::new();
@@ -326,6 +338,23 @@ mod tests {
             Context::from_value(json!([1])),
             Err(ContextError::NotAnObject)
         );
+    }
+
+    #[test]
+    fn a_context_built_with_room_reads_like_any_other() {
+        for n in [0, 3, 20] {
+            let mut c = Context::with_capacity(n);
+            let mut plain = Context::new();
+            for i in 0..20 {
+                c.set(format!("a{i}"), i);
+                plain.set(format!("a{i}"), i);
+            }
+            c.set("a3", "last");
+            plain.set("a3", "last");
+            assert_eq!(c, plain, "capacity {n}");
+            assert_eq!(c.get("a19"), Some(&json!(19)));
+            assert_eq!(c.get("a3"), Some(&json!("last")));
+        }
     }
 
     #[test]

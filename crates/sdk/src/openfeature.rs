@@ -194,7 +194,7 @@ impl FeatureProvider for SwitchyardProvider {
 
 /// OpenFeature's context as Switchyard's.
 pub fn context_of(ctx: &EvaluationContext) -> Context {
-    let mut out = Context::new();
+    let mut out = Context::with_capacity(ctx.custom_fields.len() + 1);
     if let Some(key) = &ctx.targeting_key {
         out.set("targetingKey", key.as_str());
     }
