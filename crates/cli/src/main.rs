@@ -10,6 +10,7 @@ mod admin_key;
 mod analyze;
 mod eval;
 mod events;
+mod relay;
 mod replay;
 mod serve;
 mod user;
@@ -34,6 +35,10 @@ struct Cli {
 enum Command {
     /// Run the server: API, evaluation (OFREP), SDK streaming.
     Serve(serve::ServeArgs),
+    /// Run a relay near your applications: sync environments from an
+    /// upstream server (or relay) and serve OFREP, SDK configuration,
+    /// streams and events to their SDKs (docs/relay.md).
+    Relay(relay::RelayArgs),
     /// Evaluate flags of a configuration document for one context and print
     /// the result as JSON.
     Eval {
@@ -102,6 +107,7 @@ fn main() -> ExitCode {
         } => eval::run(&config, &context, flag.as_deref()),
         Command::Analyze { file } => analyze::run(file.as_deref()),
         Command::Serve(args) => serve::run(args),
+        Command::Relay(args) => relay::run(args),
         Command::AdminKey(args) => admin_key::run(args),
         Command::Events(cmd) => events::run(cmd),
         Command::Replay(args) => replay::run(args),

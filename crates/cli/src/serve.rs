@@ -88,7 +88,7 @@ pub struct ServeArgs {
 
 /// A duration such as `10s`, `500ms`, `2m` or `1h`; a bare number is
 /// seconds. Zero is refused: every limit must hold.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -136,7 +136,7 @@ fn open_file_limit() -> Option<u64> {
 /// above all, holds a descriptor, and the usual soft default (1,024) would
 /// cap the server at about 800 streams. Logs the limit it got, which also
 /// sets the default `--max-connections`.
-fn raise_open_file_limit() {
+pub(crate) fn raise_open_file_limit() {
     use rlimit::Resource;
     let before = Resource::NOFILE.get().ok();
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -160,7 +160,7 @@ fn raise_open_file_limit() {
 /// `--max-connections`, or one derived from the open-file limit: the cap
 /// exists so the server refuses a connection before the process runs out
 /// of descriptors (then it could not even accept one to refuse it).
-fn max_connections(asked: Option<usize>) -> usize {
+pub(crate) fn max_connections(asked: Option<usize>) -> usize {
     let limit = open_file_limit();
     let room = limit.map(|l| l.saturating_sub(FD_RESERVE).max(16));
     match (asked, room) {
@@ -199,7 +199,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .block_on(serve(args))
 }
 
-fn init_logging(format: &str) -> anyhow::Result<()> {
+pub(crate) fn init_logging(format: &str) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -320,7 +320,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

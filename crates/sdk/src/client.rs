@@ -58,6 +58,17 @@ pub(crate) struct Shared {
     config: ArcSwapOption<Evaluator>,
     status: watch::Sender<StatusReport>,
     events: Option<Events>,
+    listener: Option<Listener>,
+}
+
+/// A function called with each configuration document the client installs.
+#[derive(Clone)]
+pub(crate) struct Listener(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Listener")
+    }
 }
 
 impl Shared {
@@ -88,6 +99,13 @@ impl Shared {
             s.environment = environment;
         });
         true
+    }
+
+    /// Tells the listener, if any, that `document` is installed.
+    pub fn installed(&self, document: &str) {
+        if let Some(listener) = &self.listener {
+            (listener.0)(document);
+        }
     }
 
     pub fn update_status(&self, change: impl FnOnce(&mut StatusReport)) {
@@ -160,6 +178,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     request_timeout: Duration,
     close_timeout: Duration,
+    listener: Option<Listener>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -232,6 +251,7 @@ impl Client {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
+            listener: None,
         }
     }
 
@@ -689,6 +709,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Calls `listener` with the configuration document (the JSON of
+    /// `GET /sdk/v1/config`) each time the client installs a new one: the
+    /// bootstrap or cached copy during [`ClientBuilder::build`], then every
+    /// newer one from the server. It runs on the SDK's thread, so keep it
+    /// short; `switchyard relay` uses it to serve what it syncs.
+    pub fn on_configuration(mut self, listener: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.listener = Some(Listener(Arc::new(listener)));
+        self
+    }
+
     /// Starts the client: loads the bootstrap or cached document, then
     /// starts the SDK's thread, which syncs and sends events. Returns at
     /// once, without waiting for the server. Needs no runtime of the
@@ -728,9 +758,12 @@ impl ClientBuilder {
             config: ArcSwapOption::empty(),
             status: watch::Sender::new(status),
             events: (!offline && self.events_enabled).then(|| Events::new(self.events.clone())),
+            listener: self.listener.clone(),
         });
-        if let Some(evaluator) = initial {
-            shared.install(evaluator, false);
+        if let Some((evaluator, text)) = initial {
+            if shared.install(evaluator, false) {
+                shared.installed(&text);
+            }
         } else if offline {
             return Err(Error::Config(
                 "an offline client needs a bootstrap document".into(),
@@ -789,13 +822,15 @@ impl ClientBuilder {
         })
     }
 
-    /// The bootstrap document, else the cache file's, compiled.
-    fn initial_document(&self) -> Result<Option<Evaluator>, Error> {
+    /// The bootstrap document, else the cache file's, compiled, with its text.
+    fn initial_document(&self) -> Result<Option<(Evaluator, String)>, Error> {
         let document = |source: &str, text: &str| {
-            Evaluator::from_json(text).map_err(|e| Error::Document {
-                source_name: source.to_string(),
-                message: e.to_string(),
-            })
+            Evaluator::from_json(text)
+                .map(|e| (e, text.to_string()))
+                .map_err(|e| Error::Document {
+                    source_name: source.to_string(),
+                    message: e.to_string(),
+                })
         };
         match &self.bootstrap {
             Some(Bootstrap::Json(text)) => return document("the bootstrap JSON", text).map(Some),

@@ -212,6 +212,7 @@ fn apply(
     if !shared.install(evaluator, authoritative) {
         return Ok(());
     }
+    shared.installed(document);
     if let Some(path) = &config.cache_file
         && let Err(e) = write_cache(path, document)
     {

@@ -207,6 +207,25 @@ impl Auth {
         self.ring.load_full()
     }
 
+    /// The live server and client keys of one environment, with the
+    /// SHA-256 of their secrets, ordered by id: what a relay needs to
+    /// authenticate that environment's SDKs itself (`GET /sdk/v1/keys`).
+    pub fn environment_keys(&self, project: &str, environment: &str) -> Vec<(String, Arc<ApiKey>)> {
+        let ring = self.ring.load();
+        let mut keys: Vec<(String, Arc<ApiKey>)> = ring
+            .by_hash
+            .iter()
+            .filter(|(_, k)| {
+                matches!(k.kind, ApiKeyKind::Server | ApiKeyKind::Client)
+                    && k.project.as_deref() == Some(project)
+                    && k.environment.as_deref() == Some(environment)
+            })
+            .map(|(h, k)| (h.to_string(), k.clone()))
+            .collect();
+        keys.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+        keys
+    }
+
     /// Forgets every cached secret (the ring stays).
     pub fn clear(&self) {
         if let Ok(mut map) = self.cache.write() {

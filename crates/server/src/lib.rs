@@ -54,12 +54,20 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 pub use error::{ApiError, ApiResult};
-pub use state::{AppState, ServerConfig};
+pub use state::{AppState, Freshness, ServerConfig, UpstreamHealth};
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     // Extractors enforce the body limit and answer a JSON 413 (extract.rs).
     let routes = routes::router(&state).layer(cors::CorsLayer::new(state.config.cors.clone()));
+    with_layers(routes, state)
+}
+
+/// The data plane alone ([`routes::data_plane_router`]), with the same
+/// layers: what `switchyard relay` serves.
+pub fn data_plane_app(state: AppState) -> Router {
+    let routes =
+        routes::data_plane_router(&state).layer(cors::CorsLayer::new(state.config.cors.clone()));
     with_layers(routes, state)
 }
 
@@ -108,6 +116,19 @@ pub async fn run_with_ops(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let app = app(state.clone());
+    run_app(listener, ops, app, state, shutdown).await
+}
+
+/// [`run_with_ops`] serving `app` (built from `state`, e.g.
+/// [`data_plane_app`]) instead of the whole [`app`].
+pub async fn run_app(
+    listener: TcpListener,
+    ops: Option<TcpListener>,
+    app: Router,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     use net::Stop;
 
     let refresher = tokio::spawn(
@@ -144,7 +165,7 @@ pub async fn run_with_ops(
     let (stop, stopped) = tokio::sync::watch::channel(Stop::Running);
     let mut loops = vec![tokio::spawn(net::serve(
         listener,
-        app(state.clone()),
+        app,
         config.clone(),
         state.metrics.clone(),
         stopped.clone(),

@@ -110,6 +110,9 @@ pub struct Metrics {
     /// The aggregator, reported by [`Metrics::encode`] (set by
     /// [`crate::AppState::with_aggregation`]).
     pub aggregation: std::sync::OnceLock<std::sync::Arc<crate::aggregation::Aggregation>>,
+    /// A relay's upstream, reported by [`Metrics::encode`] (set by
+    /// [`crate::AppState::with_upstream`]).
+    pub upstream: std::sync::OnceLock<std::sync::Arc<dyn crate::state::UpstreamHealth>>,
 }
 
 impl Default for Metrics {
@@ -194,6 +197,7 @@ impl Metrics {
             timeouts,
             events: std::sync::OnceLock::new(),
             aggregation: std::sync::OnceLock::new(),
+            upstream: std::sync::OnceLock::new(),
         }
     }
 
@@ -241,6 +245,9 @@ impl Metrics {
         }
         if let Some(a) = self.aggregation.get() {
             a.encode_metrics(&mut out);
+        }
+        if let Some(u) = self.upstream.get() {
+            u.encode_metrics(&mut out);
         }
         let _ = encode_eof(&mut out);
         out

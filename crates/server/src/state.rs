@@ -76,6 +76,31 @@ pub struct Shared {
     /// Flips to `true` when the server shuts down: streams end, the
     /// snapshot refresher stops.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Set on a relay (`switchyard relay`): how current its copy of the
+    /// upstream is, reported by `/readyz` in place of the config store.
+    pub upstream: Option<Arc<dyn UpstreamHealth>>,
+}
+
+/// How current a relay's synced copy is, for `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Every environment synced recently.
+    Current,
+    /// The upstream cannot be reached (or refused a key): the relay
+    /// serves its last copy.
+    Stale,
+    /// Some environment has no copy at all yet: its SDKs get nothing.
+    Missing,
+}
+
+/// What a relay reports of its upstream (implemented by `switchyard-relay`).
+pub trait UpstreamHealth: Send + Sync + std::fmt::Debug {
+    /// The freshness, and a JSON detail for the `/readyz` body (no secrets).
+    fn check(&self) -> (Freshness, serde_json::Value);
+
+    /// Appends the relay's metric families (OpenMetrics text, no `# EOF`)
+    /// to `/metrics`.
+    fn encode_metrics(&self, _out: &mut String) {}
 }
 
 impl AppState {
@@ -97,7 +122,16 @@ impl AppState {
             events: None,
             aggregation: None,
             simulation: None,
+            upstream: None,
         })))
+    }
+
+    /// Marks the state as a relay's: `/readyz` reports `upstream`.
+    pub fn with_upstream(self, upstream: Arc<dyn UpstreamHealth>) -> AppState {
+        let _ = self.metrics.upstream.set(upstream.clone());
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.upstream = Some(upstream);
+        AppState(Arc::new(shared))
     }
 
     /// Adds event ingestion (e.g. `Events::open(&data_dir.join("events"), ..)`)

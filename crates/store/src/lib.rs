@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 pub use bootstrap::{BootstrapOutput, bootstrap};
 pub use error::{Result, StoreError};
-pub use secret::{hash as hash_secret, is_well_formed as is_well_formed_secret};
+pub use secret::{hash as hash_secret, hash_bytes, is_well_formed as is_well_formed_secret};
 pub use sql::SqlStore;
 pub use store::ConfigStore;
 pub use types::*;

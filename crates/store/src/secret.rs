@@ -61,7 +61,12 @@ pub fn is_well_formed(secret: &str) -> bool {
 
 /// The SHA-256 of a secret in lowercase hex: what the store keeps.
 pub fn hash(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
+    hash_bytes(secret.as_bytes())
+}
+
+/// The SHA-256 of `bytes` in lowercase hex.
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
     let mut hex = String::with_capacity(64);
     for byte in digest.iter() {
         hex.push(char::from(HEX[usize::from(byte >> 4)]));

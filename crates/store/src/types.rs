@@ -563,11 +563,22 @@ pub struct Change {
 /// A live (not revoked) API key with the SHA-256 of its secret, as
 /// [`crate::ConfigStore::live_api_keys`] lists them for an in-memory key
 /// ring. The hash is not the secret: it cannot be used to authenticate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveApiKey {
+    #[serde(flatten)]
     pub key: ApiKey,
     /// Lowercase hex, as [`crate::hash_secret`] computes it.
     pub secret_hash: String,
+}
+
+/// The live SDK keys (server and client) of one environment, as
+/// `GET /sdk/v1/keys` serves them to a relay, which then authenticates
+/// that environment's SDKs from memory as a server node does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentKeys {
+    pub project: String,
+    pub environment: String,
+    pub keys: Vec<LiveApiKey>,
 }
 
 /// A finding an experiment's guardrail monitor recorded: a harmed

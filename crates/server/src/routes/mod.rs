@@ -39,3 +39,17 @@ pub fn router(state: &AppState) -> Router<AppState> {
         // Last: a known path with another method gets the JSON error too.
         .method_not_allowed_fallback(control::method_not_allowed)
 }
+
+/// The data plane alone, as a relay serves it: health, readiness and
+/// metrics, event ingestion, OFREP and the SDK routes; no control API, no
+/// web UI, no results.
+pub fn data_plane_router(state: &AppState) -> Router<AppState> {
+    use axum::extract::DefaultBodyLimit;
+    Router::new()
+        .merge(ops::router())
+        .merge(events::router().layer(DefaultBodyLimit::max(state.config.body_limit)))
+        .merge(ofrep::router())
+        .merge(sdk::router())
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(control::method_not_allowed)
+}

@@ -17,7 +17,7 @@ use axum::routing::get;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, Freshness};
 use switchyard_store::Role;
 
 /// The operations routes of the API listener.
@@ -63,6 +63,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "cannot_write"
         }
     };
+    if let Some(upstream) = &state.upstream {
+        return relay_readiness(log, upstream.check());
+    }
     let store = match tokio::time::timeout(STORE_CHECK_TIMEOUT, state.store.organisation()).await {
         Ok(Ok(_)) => "ok",
         Ok(Err(e)) => {
@@ -86,6 +89,29 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let body = serde_json::json!({
         "status": status,
         "checks": {"config_store": store, "event_log": log, "snapshots": "loaded"},
+    });
+    let mut resp = (code, axum::Json(body)).into_response();
+    if code == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// A relay's readiness: its copy of the upstream instead of a config
+/// store. Stale is `degraded` (it serves its last copy); an environment
+/// with no copy at all, like an event log that cannot write, is not ready.
+fn relay_readiness(log: &str, (freshness, detail): (Freshness, serde_json::Value)) -> Response {
+    let (code, status) = if log == "cannot_write" || freshness == Freshness::Missing {
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    } else if freshness == Freshness::Stale {
+        (StatusCode::OK, "degraded")
+    } else {
+        (StatusCode::OK, "ready")
+    };
+    let body = serde_json::json!({
+        "status": status,
+        "checks": {"upstream": detail, "event_log": log},
     });
     let mut resp = (code, axum::Json(body)).into_response();
     if code == StatusCode::SERVICE_UNAVAILABLE {

@@ -15,7 +15,13 @@
 //!   deleted (the node's key ring changes, on every node, and the key is
 //!   no longer in it).
 //!
-//! Both need a server SDK key: client keys may only evaluate (OFREP).
+//! - `GET /sdk/v1/keys`: the live server and client keys of the key's
+//!   environment with the SHA-256 of their secrets (never a secret), with
+//!   an `ETag`: what a relay (`switchyard relay`) polls to authenticate
+//!   that environment's SDKs from memory. A hash cannot be used as a key,
+//!   and the caller can already read the whole configuration.
+//!
+//! All three need a server SDK key: client keys may only evaluate (OFREP).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -40,6 +46,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/sdk/v1/config", get(config))
         .route("/sdk/v1/stream", get(stream))
+        .route("/sdk/v1/keys", get(keys))
 }
 
 /// The slot of the environment a server SDK key is bound to.
@@ -76,6 +83,54 @@ async fn config(
         (header::CACHE_CONTROL, cache),
     ];
     Ok((headers, snapshot.document.clone()).into_response())
+}
+
+async fn keys(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let (project, environment) = principal.sdk_environment(false)?;
+    if state.snapshots.get(project, environment).is_none() {
+        return Err(ApiError::Forbidden(format!(
+            "the environment {project}/{environment} of this key does not exist"
+        )));
+    }
+    let document = switchyard_store::EnvironmentKeys {
+        project: project.to_string(),
+        environment: environment.to_string(),
+        keys: state
+            .auth
+            .environment_keys(project, environment)
+            .into_iter()
+            .map(|(secret_hash, key)| switchyard_store::LiveApiKey {
+                key: switchyard_store::ApiKey::clone(&key),
+                secret_hash,
+            })
+            .collect(),
+    };
+    let body = serde_json::to_vec(&document)
+        .map_err(|e| ApiError::Internal(format!("cannot render the key list: {e}")))?;
+    // The same keys give the same tag on every node.
+    let tag = format!("\"{}\"", &switchyard_store::hash_bytes(&body)[..32]);
+    let etag = HeaderValue::from_str(&tag)
+        .map_err(|_| ApiError::Internal(format!("unusable ETag {tag:?}")))?;
+    let cache = HeaderValue::from_static("no-store");
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH)
+        && etag_listed(inm, &tag)
+    {
+        let headers = [(header::ETAG, etag), (header::CACHE_CONTROL, cache)];
+        return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
+    }
+    let headers = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ),
+        (header::ETAG, etag),
+        (header::CACHE_CONTROL, cache),
+    ];
+    Ok((headers, body).into_response())
 }
 
 /// Whether an `If-None-Match` list names `etag` (weak comparison, `*`).
