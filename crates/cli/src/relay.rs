@@ -46,6 +46,10 @@ pub struct RelayArgs {
     /// upstream: a key revoked there stops working here within this.
     #[arg(long, env = "SWITCHYARD_KEY_REFRESH", default_value = "5s", value_parser = parse_duration)]
     key_refresh: Duration,
+    /// Longest wait between two attempts to forward events to an upstream
+    /// that is down (the wait doubles from 500 ms up to this).
+    #[arg(long, env = "SWITCHYARD_FORWARD_RETRY_MAX", default_value = "30s", value_parser = parse_duration)]
+    forward_retry_max: Duration,
     /// Address of a second listener for `/metrics` (without a key),
     /// `/healthz` and `/readyz`.
     #[arg(long, env = "SWITCHYARD_OPS_LISTEN")]
@@ -114,6 +118,10 @@ async fn relay(args: RelayArgs) -> anyhow::Result<()> {
     let mut config =
         switchyard_relay::RelayConfig::new(args.upstream.clone(), args.keys, args.data_dir);
     config.key_refresh = args.key_refresh;
+    config.forward_backoff = (
+        config.forward_backoff.0.min(args.forward_retry_max),
+        args.forward_retry_max,
+    );
     config.server = ServerConfig {
         body_limit: args.body_limit,
         rate_limit_per_key: args.rate_limit_per_key,

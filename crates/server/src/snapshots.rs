@@ -101,16 +101,21 @@ pub struct Snapshots {
     store: Arc<dyn ConfigStore>,
     /// The live API keys, refreshed with the snapshots.
     pub auth: Arc<Auth>,
+    /// Subscribed before the first load, for [`Snapshots::follow`]: a
+    /// change made between the load and the follower's start is not lost.
+    first_changes: std::sync::Mutex<Option<broadcast::Receiver<switchyard_store::Change>>>,
 }
 
 impl Snapshots {
     /// Loads every environment of every project, and the live keys.
     pub async fn load(store: Arc<dyn ConfigStore>) -> Result<Arc<Snapshots>, StoreError> {
+        let changes = store.subscribe();
         let s = Arc::new(Snapshots {
             slots: ArcSwap::from_pointee(FxHashMap::default()),
             installing: std::sync::Mutex::new(()),
             auth: Arc::new(Auth::load(store.clone()).await?),
             store,
+            first_changes: std::sync::Mutex::new(Some(changes)),
         });
         s.reload_all().await?;
         Ok(s)
@@ -288,7 +293,12 @@ impl Snapshots {
     /// a full reload also runs every `resync` as a safety net; the keys are
     /// re-read every [`KEY_REFRESH`].
     pub async fn follow(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, resync: Duration) {
-        let mut changes = self.store.subscribe();
+        let first = self
+            .first_changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let mut changes = first.unwrap_or_else(|| self.store.subscribe());
         let mut tick = tokio::time::interval(resync);
         tick.tick().await;
         let mut keys_tick = tokio::time::interval(KEY_REFRESH);

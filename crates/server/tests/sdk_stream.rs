@@ -427,3 +427,101 @@ async fn a_change_in_one_environment_wakes_only_that_environments_streams() {
         server.stop().await;
     }
 }
+
+/// `GET /sdk/v1/keys`: the live SDK keys of the server key's environment
+/// with their secrets' hashes (never a secret), an ETag that answers 304
+/// and moves when a key is revoked; server keys only.
+#[tokio::test]
+async fn the_key_list_names_the_environments_live_sdk_keys_by_hash_only() {
+    for backend in BACKENDS {
+        let server = start(backend).await;
+        let (server_key, client_key) = setup(&server).await;
+        // `setup` wrote the keys to the store directly: the ring learns
+        // of them from its notification, or now.
+        server.state.auth.refresh().await.unwrap();
+        let http = reqwest::Client::new();
+        let url = format!("{}/sdk/v1/keys", server.url);
+        let resp = http
+            .get(&url)
+            .bearer_auth(&server_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{backend:?}");
+        let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+        let text = resp.text().await.unwrap();
+        for secret in [&server_key, &client_key, &server.admin_key] {
+            assert!(!text.contains(secret.as_str()), "a secret leaks: {text}");
+        }
+        let list: switchyard_store::EnvironmentKeys = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (list.project.as_str(), list.environment.as_str()),
+            ("demo", "production")
+        );
+        let mut hashes: Vec<&str> = list.keys.iter().map(|k| k.secret_hash.as_str()).collect();
+        hashes.sort();
+        let mut expected = vec![
+            switchyard_store::hash_secret(&server_key),
+            switchyard_store::hash_secret(&client_key),
+        ];
+        expected.sort();
+        assert_eq!(hashes, expected, "only this environment's SDK keys");
+
+        let resp = http
+            .get(&url)
+            .bearer_auth(&server_key)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+        let r = http
+            .get(&url)
+            .bearer_auth(&client_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::FORBIDDEN,
+            "client keys only evaluate"
+        );
+
+        // Revoking the client key changes the list and its tag.
+        let client_id = list
+            .keys
+            .iter()
+            .find(|k| k.secret_hash == switchyard_store::hash_secret(&client_key))
+            .unwrap()
+            .key
+            .id
+            .clone();
+        let r = http
+            .delete(format!("{}/api/v1/api-keys/{client_id}", server.url))
+            .bearer_auth(&server.admin_key)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        let resp = http
+            .get(&url)
+            .bearer_auth(&server_key)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let list: switchyard_store::EnvironmentKeys = resp.json().await.unwrap();
+        assert_eq!(list.keys.len(), 1);
+
+        // Client and admin keys may not read it.
+        for (key, status) in [
+            (&client_key, StatusCode::UNAUTHORIZED), // revoked now
+            (&server.admin_key, StatusCode::FORBIDDEN),
+        ] {
+            let r = http.get(&url).bearer_auth(key).send().await.unwrap();
+            assert_eq!(r.status(), status);
+        }
+        server.stop().await;
+    }
+}
