@@ -61,10 +61,27 @@ impl RelayConfig {
             data_dir,
             server: ServerConfig::default(),
             key_refresh: Duration::from_secs(5),
-            events: switchyard_events::EventsConfig::default(),
+            events: relay_events_config(),
             forward_backoff: (Duration::from_millis(500), Duration::from_secs(30)),
         }
     }
+}
+
+/// Events waiting to be forwarded at most: past it, the relay answers 429
+/// to new events rather than filling its disk.
+pub const MAX_BACKLOG_BYTES: u64 = 512 << 20;
+
+/// The relay's event log: forwarded segments are deleted once the log
+/// passes the backlog bound and four segments more (room for what is
+/// accepted but not yet durable), and appends are refused
+/// while the forwarder is more than [`MAX_BACKLOG_BYTES`] behind, so
+/// retention never deletes what was not forwarded.
+fn relay_events_config() -> switchyard_events::EventsConfig {
+    let mut config = switchyard_events::EventsConfig::default();
+    config.log.segment_bytes = 32 << 20;
+    config.log.max_consumer_lag = Some(MAX_BACKLOG_BYTES);
+    config.log.retention_bytes = Some(MAX_BACKLOG_BYTES + (128 << 20));
+    config
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -561,3 +561,133 @@ impl ConfigStore for Mirror {
         Err(no_control_plane())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(project: &str, environment: &str, secrets: &[&str]) -> EnvironmentKeys {
+        EnvironmentKeys {
+            project: project.into(),
+            environment: environment.into(),
+            keys: secrets
+                .iter()
+                .enumerate()
+                .map(|(i, s)| LiveApiKey {
+                    key: ApiKey {
+                        id: format!("key-{i}"),
+                        name: "k".into(),
+                        kind: ApiKeyKind::Client,
+                        project: Some(project.into()),
+                        environment: Some(environment.into()),
+                        created_at: epoch(),
+                        revoked_at: None,
+                        prefix: String::new(),
+                    },
+                    secret_hash: hash_secret(s),
+                })
+                .collect(),
+        }
+    }
+
+    fn document(environment: &str, revision: u64) -> ConfigDocument {
+        ConfigDocument {
+            environment: environment.into(),
+            revision,
+            ..ConfigDocument::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_environment_is_served_with_both_its_document_and_its_keys_until_refused() {
+        let mirror = Mirror::new(2);
+        let mut changes = mirror.subscribe();
+        mirror.set_document(0, document("production", 3));
+        assert!(
+            mirror.list_projects().await.unwrap().is_empty(),
+            "no key list yet"
+        );
+        assert!(
+            mirror
+                .environment_document("demo", "production")
+                .await
+                .is_err()
+        );
+
+        assert!(mirror.set_keys(0, keys("demo", "production", &["secret-a"])));
+        assert!(
+            !mirror.set_keys(0, keys("demo", "production", &["secret-a"])),
+            "unchanged"
+        );
+        let projects = mirror.list_projects().await.unwrap();
+        assert_eq!(projects.len(), 1);
+        assert_eq!(projects[0].key, "demo");
+        let envs = mirror.list_environments("demo").await.unwrap();
+        assert_eq!(envs[0].key, "production");
+        assert_eq!(
+            mirror
+                .environment_document("demo", "production")
+                .await
+                .unwrap()
+                .revision,
+            3
+        );
+        assert_eq!(mirror.live_api_keys().await.unwrap().len(), 1);
+        assert_eq!(
+            mirror.authenticate("secret-a").await.unwrap().unwrap().id,
+            "key-0"
+        );
+        assert!(mirror.authenticate("secret-b").await.unwrap().is_none());
+        assert_eq!(mirror.source_of("demo", "production"), Some(0));
+        // Each step was announced: keys, then the environment.
+        let mut announced = Vec::new();
+        while let Ok(c) = changes.try_recv() {
+            announced.push((c.environment, c.api_keys));
+        }
+        assert!(announced.contains(&(Some("production".into()), true)));
+        assert!(announced.contains(&(Some("production".into()), false)));
+
+        mirror.refuse(0, "401".into());
+        assert!(
+            mirror
+                .environment_document("demo", "production")
+                .await
+                .is_err()
+        );
+        assert!(mirror.live_api_keys().await.unwrap().is_empty());
+        assert!(mirror.authenticate("secret-a").await.unwrap().is_none());
+        assert_eq!(mirror.source_of("demo", "production"), None);
+        // Taken again: served again.
+        assert!(mirror.set_keys(0, keys("demo", "production", &["secret-a"])));
+        assert_eq!(mirror.source_of("demo", "production"), Some(0));
+    }
+
+    #[tokio::test]
+    async fn the_control_plane_is_refused_and_nobody_signs_in() {
+        let mirror = Mirror::new(1);
+        let e = mirror.list_flags("demo").await.unwrap_err();
+        assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+        assert!(
+            mirror
+                .create_api_key(
+                    "a",
+                    ApiKeyInput {
+                        name: "x".into(),
+                        kind: ApiKeyKind::Server,
+                        project: None,
+                        environment: None,
+                    }
+                )
+                .await
+                .is_err()
+        );
+        assert!(mirror.session("token").await.unwrap().is_none());
+        assert!(
+            mirror
+                .check_login("a@b.c", "password")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
