@@ -15,7 +15,9 @@
 #
 # Environment: DURATION (s, default 10), CONNECTIONS (10), ROUNDS (3),
 # SSE_CLIENTS (10000), PORT (18080), SERVER_CPU (0), LOAD_CPU (1),
-# WRK_ROUNDS (0: no wrk cross-check), CARGO_TARGET_DIR. Targets (BRIEF.md):
+# WRK_ROUNDS (0: no wrk cross-check), RELAY_ROUNDS (0: no relay phase; else a
+# `switchyard relay` of the bench environment on $SERVER_CPU, and rounds of
+# OFREP single through it beside the server's own), CARGO_TARGET_DIR. Targets (BRIEF.md):
 # single-flag OFREP >= 80 % of the /healthz rate, p99 < 1 ms at 10
 # connections; 10k SSE clients; a change reaches every client in < 1 s.
 set -euo pipefail
@@ -46,6 +48,9 @@ ulimit -n "$(( SSE_CLIENTS * 2 + 4096 ))" 2>/dev/null || ulimit -n "$(ulimit -Hn
 WORK=$(mktemp -d)
 SERVER_PID=""
 cleanup() {
+    if [[ -n "${RELAY_PID:-}" ]] && kill -0 "$RELAY_PID" 2>/dev/null; then
+        kill "$RELAY_PID" 2>/dev/null || true
+    fi
     if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
@@ -143,6 +148,47 @@ LUA
     done
 fi
 
+# The relay: same flag, same context, same pinning; the server keeps its
+# core (it is idle but for the relay's one stream) and the relay shares it.
+RELAY_ROUNDS=${RELAY_ROUNDS:-0}
+RELAY_PID=""
+: >"$WORK/relay.jsonl"
+if (( RELAY_ROUNDS > 0 )); then
+    RELAY_PORT=$(( PORT + 1 ))
+    RELAY_URL="http://127.0.0.1:$RELAY_PORT"
+    RELAY_KEY=$(api POST /api-keys '{"name": "relay", "kind": "server", "project": "bench", "environment": "production"}' | jq -r .secret)
+    echo "== starting a relay on CPU $SERVER_CPU" >&2
+    SWITCHYARD_RELAY_KEYS=$RELAY_KEY RUST_LOG=warn taskset -c "$SERVER_CPU" "$SERVER_BIN" relay \
+        --upstream "$URL" --data-dir "$WORK/relay" --listen "127.0.0.1:$RELAY_PORT" --threads 1 \
+        >"$WORK/relay.out" 2>"$WORK/relay.err" &
+    RELAY_PID=$!
+    for _ in $(seq 1 300); do
+        [[ $(curl -fsS "$RELAY_URL/readyz" 2>/dev/null | jq -r .status 2>/dev/null) == ready ]] && break
+        kill -0 "$RELAY_PID" 2>/dev/null || { cat "$WORK/relay.err" >&2; exit 1; }
+        sleep 0.1
+    done
+    [[ $(curl -fsS -X POST "$RELAY_URL/ofrep/v1/evaluate/flags/bench-flag-00" -H "Authorization: Bearer $SDK_KEY" \
+        -H 'Content-Type: application/json' --data "$CONTEXT") == $(ofrep /ofrep/v1/evaluate/flags/bench-flag-00) ]] \
+        || { echo "the relay does not answer as the server does" >&2; exit 1; }
+    relay_load() { # LABEL URL PID PATH [loadgen args...]
+        local label=$1 url=$2 pid=$3 path=$4
+        shift 4
+        taskset -c "$LOAD_CPU" "$LOADGEN" http --url "$url" --path "$path" --label "$label" \
+            --connections "$CONNECTIONS" --duration "$DURATION" --warmup 1 --server-pid "$pid" "$@" \
+            >>"$WORK/relay.jsonl"
+    }
+    for round in $(seq 1 "$RELAY_ROUNDS"); do
+        echo "== relay round $round of $RELAY_ROUNDS" >&2
+        relay_load server-single "$URL" "$SERVER_PID" /ofrep/v1/evaluate/flags/bench-flag-00 --method POST \
+            --body "$CONTEXT" -H "Authorization: Bearer $SDK_KEY" --expect-status 200
+        relay_load relay-single "$RELAY_URL" "$RELAY_PID" /ofrep/v1/evaluate/flags/bench-flag-00 --method POST \
+            --body "$CONTEXT" -H "Authorization: Bearer $SDK_KEY" --expect-status 200
+        relay_load relay-healthz "$RELAY_URL" "$RELAY_PID" /healthz
+    done
+    kill "$RELAY_PID" 2>/dev/null || true
+    wait "$RELAY_PID" 2>/dev/null || true
+fi
+
 echo "== SSE: $SSE_CLIENTS concurrent clients, then one change through the API" >&2
 ETAG=$(curl -fsS -o /dev/null -D - "$URL/api/v1/projects/bench/flags/bench-flag-19" \
     -H "Authorization: Bearer $ADMIN" | awk -F': ' 'tolower($1) == "etag" {print $2}' | tr -d '\r')
@@ -183,6 +229,19 @@ jq -s -r --slurpfile sse "$WORK/sse.json" '
       "SSE: one change through the API reached \($sse.change.received) of \($sse.held) clients: p50 \($sse.change.latency.p50_ms | round) ms, p99 \($sse.change.latency.p99_ms | round) ms, max \($sse.change.latency.max_ms | round) ms (target < 1000 ms)"
      else empty end)
 ' "$WORK/http.jsonl"
+
+if [[ -s "$WORK/relay.jsonl" ]]; then
+    echo
+    jq -s -r '
+      def median: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
+      def r0: . * 10 | round / 10;
+      [range(0; length; 3) as $i | .[$i:$i + 3] | map({key: .label, value: .}) | from_entries
+       | {s: .["server-single"], r: .["relay-single"], h: .["relay-healthz"]}] as $rounds
+      | ($rounds | to_entries[] | .key as $k | .value |
+          "relay round \($k + 1): OFREP single on the server \(.s.rps | floor) req/s, through the relay \(.r.rps | floor) req/s (\(.r.rps / .s.rps * 100 | r0) %), relay p99 \(.r.latency.p99_ms) ms; relay /healthz \(.h.rps | floor) req/s; errors \(.s.errors + .r.errors + .h.errors + .s.unexpected_status + .r.unexpected_status + .h.unexpected_status)"),
+        "median relay / server OFREP single over \($rounds | length) rounds: \($rounds | map(.r.rps / .s.rps) | median * 100 | r0) %; relay single / relay healthz \($rounds | map(.r.rps / .h.rps) | median * 100 | r0) %"
+    ' "$WORK/relay.jsonl"
+fi
 
 if [[ -s "$WORK/wrk.txt" ]]; then
     echo

@@ -298,3 +298,43 @@ async fn a_stream_that_never_answers_falls_back_to_polling_with_etag() {
     assert_eq!(client.status().status, Status::Ready);
     client.close().await;
 }
+
+/// `on_configuration` hears each document the client installs, once: the
+/// bootstrap at build, then the server's, not again when a poll finds it
+/// unchanged.
+#[tokio::test]
+async fn the_configuration_listener_hears_each_installed_document_once() {
+    let (url, script) = serve(Script::default()).await;
+    let heard: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let sink = heard.clone();
+    let bootstrap = DOC.replace("\"revision\": 3", "\"revision\": 1");
+    let client = fast(&url)
+        .stream_idle_timeout(Duration::from_millis(200))
+        .bootstrap_json(bootstrap)
+        .on_configuration(move |text| {
+            let v: Value = serde_json::from_str(text).unwrap();
+            sink.lock().unwrap().push(v["revision"].as_u64().unwrap());
+        })
+        .build()
+        .unwrap();
+    assert_eq!(*heard.lock().unwrap(), vec![1], "the bootstrap, at build");
+    let start = Instant::now();
+    while script
+        .lock()
+        .unwrap()
+        .polls
+        .iter()
+        .filter(|p| p.0 == 304)
+        .count()
+        < 2
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "no 304 polls");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        *heard.lock().unwrap(),
+        vec![1, 3],
+        "then the server's, once"
+    );
+    client.close().await;
+}
