@@ -16,8 +16,9 @@ use crate::serve::{
 
 /// Settings of `switchyard relay`; every flag can also come from the
 /// environment variable named beside it (prefer the variable for keys:
-/// command lines are visible to every user of the machine).
-#[derive(Debug, clap::Args)]
+/// command lines are visible to every user of the machine). `Debug`
+/// leaves the keys out.
+#[derive(clap::Args)]
 pub struct RelayArgs {
     /// The upstream's base URL: a Switchyard server, or another relay.
     #[arg(long, env = "SWITCHYARD_UPSTREAM")]
@@ -85,6 +86,17 @@ pub struct RelayArgs {
     /// Worker threads of the async runtime (default: one per core).
     #[arg(long, env = "SWITCHYARD_THREADS")]
     threads: Option<usize>,
+}
+
+impl std::fmt::Debug for RelayArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayArgs")
+            .field("upstream", &self.upstream)
+            .field("keys", &self.keys.len())
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 pub fn run(args: RelayArgs) -> anyhow::Result<()> {

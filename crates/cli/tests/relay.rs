@@ -380,10 +380,7 @@ async fn with_the_upstream_down_a_relay_serves_and_accepts_then_forwards_every_e
     );
     let rz = readyz(&relay.url()).await;
     assert_eq!(rz["status"], "degraded", "{rz}");
-    assert_eq!(
-        rz["checks"]["upstream"]["environments"][0]["state"], "stale",
-        "{rz}"
-    );
+    assert_eq!(rz["checks"]["upstream"]["environments"]["stale"], 1, "{rz}");
     assert_eq!(
         post_events(
             &relay.url(),
@@ -427,12 +424,14 @@ async fn a_key_revoked_upstream_stops_working_at_the_relay_within_seconds() {
     let (relay_id, relay_key) = server.key("server", "production").await;
     let (app_id, app_key) = server.key("server", "production").await;
     let (client_id, client_key) = server.key("client", "production").await;
+    // Key lists every 2 s: the relay's own key is taken out of service
+    // after three refusals in a row.
     let relay = start_relay(
         &dir.path().join("relay"),
         "127.0.0.1:0",
         &server.url(),
         &[&relay_key],
-        &[],
+        &["--key-refresh", "2s"],
     );
     ready(&relay).await;
     let http = reqwest::Client::new();
@@ -486,11 +485,11 @@ async fn a_key_revoked_upstream_stops_working_at_the_relay_within_seconds() {
     // Revoking the relay's own key takes its environment out of service.
     server.revoke(&relay_id).await;
     until(
-        Duration::from_secs(10),
+        Duration::from_secs(15),
         "the relay reports the refusal",
         || async {
             let rz = readyz(&relay.url()).await;
-            rz["checks"]["upstream"]["environments"][0]["state"] == "refused"
+            rz["checks"]["upstream"]["environments"]["refused"] == 1
         },
     )
     .await;

@@ -41,7 +41,7 @@ const BATCH_BYTES: usize = 512 << 10;
 pub struct ForwardStats {
     pub forwarded: Counter,
     /// Events that can never be delivered: their environment is no longer
-    /// among the relay's sources, or the upstream refuses the batch itself.
+    /// among the relay's sources, or the upstream finds them malformed.
     pub dropped: Counter,
     pub failures: Counter,
     /// Log bytes not yet forwarded.
@@ -87,12 +87,14 @@ impl ForwardStats {
     }
 }
 
-/// Why a send failed.
+/// Why a request failed.
 enum SendError {
     /// Try the same events again later.
     Retry(String),
-    /// The upstream will never take this batch (a 4xx other than 401,
-    /// 403, 408 and 429).
+    /// The body is too large for the upstream (or a proxy before it).
+    TooLarge(String),
+    /// The upstream says the body itself is malformed: sending it again
+    /// cannot help.
     Refused(String),
 }
 
@@ -113,7 +115,15 @@ impl Forwarder {
         let stats = self.sources.forwarding.clone();
         let mut from = match self.stream.committed(CONSUMER).await {
             Ok(Some(offset)) => offset,
-            Ok(None) => self.stream.bounds().0,
+            Ok(None) => {
+                // Committed at once: the log bounds what waits behind a
+                // committed consumer only, so from the first event on.
+                let start = self.stream.bounds().0;
+                if let Err(e) = self.stream.commit(CONSUMER, start).await {
+                    tracing::error!(error = %e, "cannot record the forwarder's offset");
+                }
+                start
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the forwarder's offset; forwarding from the log's start");
                 self.stream.bounds().0
@@ -152,8 +162,18 @@ impl Forwarder {
                 continue;
             }
             loop {
-                match self.send(&batch.records).await {
-                    Ok(()) => break,
+                // A send in flight at shutdown is abandoned: not committed,
+                // it is sent again after the restart, and dropped by id.
+                let outcome = tokio::select! {
+                    outcome = self.send(&batch.records) => outcome,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                match outcome {
+                    Ok(Sent { forwarded, dropped }) => {
+                        stats.forwarded.inc_by(forwarded);
+                        stats.dropped.inc_by(dropped);
+                        break;
+                    }
                     Err(message) => {
                         stats.failed(message);
                         let jittered = wait.mul_f64(0.5 + fastrand::f64() * 0.5);
@@ -175,84 +195,116 @@ impl Forwarder {
         }
     }
 
+    /// The id of an event that came without one: the relay's instance,
+    /// the record's offset and a hash of its bytes (two relays started
+    /// from a copied data directory still give different events
+    /// different ids).
+    fn generated_id(&self, offset: u64, payload: &[u8]) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        payload.hash(&mut h);
+        format!("{}.{offset}.{:016x}", self.instance, h.finish())
+    }
+
     /// Sends every event of `records` upstream, grouped by environment in
-    /// log order; `Err` when any batch must be retried.
-    async fn send(&self, records: &[switchyard_events::StoredRecord]) -> Result<(), String> {
-        let stats = &self.sources.forwarding;
-        // (project, environment) -> NDJSON bodies, each within the bounds.
-        let mut groups: Vec<(String, String, Vec<Vec<u8>>, usize)> = Vec::new();
+    /// log order; `Err` when some must be sent again (then all are: the
+    /// upstream drops the repeated ones by id).
+    async fn send(&self, records: &[switchyard_events::StoredRecord]) -> Result<Sent, String> {
+        let mut sent = Sent::default();
+        // (project, environment, chunks of NDJSON lines within the bounds)
+        let mut groups: Vec<(String, String, Vec<Chunk>)> = Vec::new();
         for record in records {
             let Some(mut event) = decode_event(&record.payload) else {
+                tracing::error!(
+                    offset = record.offset,
+                    "an undecodable record in the relay's log; skipped"
+                );
+                sent.dropped += 1;
                 continue;
             };
             let generated;
             if event.id.is_none() {
-                generated = format!("{}.{}", self.instance, record.offset);
+                generated = self.generated_id(record.offset, &record.payload);
                 event.id = Some(&generated);
             }
             let at = match groups
                 .iter()
-                .position(|(p, e, _, _)| p == event.project && e == event.environment)
+                .position(|(p, e, _)| p == event.project && e == event.environment)
             {
                 Some(at) => at,
                 None => {
                     groups.push((
                         event.project.to_string(),
                         event.environment.to_string(),
-                        vec![Vec::new()],
-                        0,
+                        vec![Chunk::default()],
                     ));
                     groups.len() - 1
                 }
             };
-            let (_, _, bodies, count) = &mut groups[at];
             let mut line = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
             line.push(b'\n');
-            let full = bodies.last().is_some_and(|b| {
-                !b.is_empty() && (b.len() + line.len() > BATCH_BYTES || *count >= BATCH_EVENTS)
-            });
-            if full {
-                bodies.push(Vec::new());
-                *count = 0;
+            let chunks = &mut groups[at].2;
+            if chunks.last().is_some_and(|c| {
+                !c.lines.is_empty()
+                    && (c.bytes + line.len() > BATCH_BYTES || c.lines.len() >= BATCH_EVENTS)
+            }) {
+                chunks.push(Chunk::default());
             }
-            if let Some(body) = bodies.last_mut() {
-                body.extend_from_slice(&line);
+            if let Some(chunk) = chunks.last_mut() {
+                chunk.bytes += line.len();
+                chunk.lines.push(line);
             }
-            *count += 1;
         }
-        for (project, environment, bodies, _) in groups {
+        for (project, environment, chunks) in groups {
+            let events: usize = chunks.iter().map(|c| c.lines.len()).sum();
             let Some(key) = self.sources.key_of(&project, &environment) else {
-                let lines: usize = bodies
-                    .iter()
-                    .map(|b| b.iter().filter(|&&c| c == b'\n').count())
-                    .sum();
-                if self.sources.mirror.copies().iter().any(|c| {
-                    c.keys
-                        .as_ref()
-                        .is_some_and(|k| k.project == project && k.environment == environment)
-                }) {
-                    // The upstream refuses the key right now: wait for it.
+                if self.sources.knows(&project, &environment) {
                     return Err(format!(
                         "the upstream refuses the key of {project}/{environment}; its events wait"
                     ));
                 }
-                tracing::error!(%project, %environment, events = lines,
+                if !self.sources.all_have_keys() {
+                    return Err(format!(
+                        "events of {project}/{environment} wait until every key list is synced"
+                    ));
+                }
+                tracing::error!(%project, %environment, events,
                     "dropping events of an environment this relay no longer has a key for");
-                stats.dropped.inc_by(lines as u64);
+                sent.dropped += events as u64;
                 continue;
             };
-            for body in bodies {
-                let events = body.iter().filter(|&&c| c == b'\n').count() as u64;
-                match self.post(key, body).await {
-                    Ok(()) => {
-                        stats.forwarded.inc_by(events);
-                    }
-                    Err(SendError::Retry(m)) => return Err(m),
-                    Err(SendError::Refused(m)) => {
-                        tracing::error!(%project, %environment, events, error = %m,
-                            "the upstream refuses a batch of forwarded events; dropping it");
-                        stats.dropped.inc_by(events);
-                    }
+            for chunk in chunks {
+                self.post_chunk(key, chunk.lines, &mut sent, &project, &environment)
+                    .await?;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Posts `lines`, halving them while the upstream finds them too large.
+    async fn post_chunk(
+        &self,
+        key: &str,
+        lines: Vec<Vec<u8>>,
+        sent: &mut Sent,
+        project: &str,
+        environment: &str,
+    ) -> Result<(), String> {
+        let mut pending = vec![lines];
+        while let Some(mut lines) = pending.pop() {
+            let n = lines.len() as u64;
+            match self.post(key, lines.concat()).await {
+                Ok(()) => sent.forwarded += n,
+                Err(SendError::Retry(m)) => return Err(m),
+                Err(SendError::TooLarge(_)) if lines.len() > 1 => {
+                    let second = lines.split_off(lines.len() / 2);
+                    pending.push(second);
+                    pending.push(lines);
+                }
+                Err(SendError::TooLarge(m) | SendError::Refused(m)) => {
+                    tracing::error!(%project, %environment, events = n, error = %m,
+                        "the upstream refuses forwarded events as malformed; dropping them");
+                    sent.dropped += n;
                 }
             }
         }
@@ -279,20 +331,35 @@ impl Forwarder {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         let message = format!("POST {url}: {status} {detail}");
-        let retry = status.is_server_error()
-            || matches!(
-                status,
-                StatusCode::UNAUTHORIZED
-                    | StatusCode::FORBIDDEN
-                    | StatusCode::REQUEST_TIMEOUT
-                    | StatusCode::TOO_MANY_REQUESTS
-            );
-        Err(if retry {
-            SendError::Retry(message)
-        } else {
-            SendError::Refused(message)
-        })
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return Err(SendError::TooLarge(message));
+        }
+        // Only the upstream's own verdict on the body is final; a 404 or
+        // 400 from a proxy or an ingress that is not ready is retried.
+        let code = serde_json::from_str::<serde_json::Value>(&detail)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_str().map(str::to_string));
+        if status == StatusCode::BAD_REQUEST
+            && matches!(code.as_deref(), Some("invalid_json" | "invalid_body"))
+        {
+            return Err(SendError::Refused(message));
+        }
+        Err(SendError::Retry(message))
     }
+}
+
+/// NDJSON lines for one request.
+#[derive(Debug, Default)]
+struct Chunk {
+    lines: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+/// What one round sent.
+#[derive(Debug, Default)]
+struct Sent {
+    forwarded: u64,
+    dropped: u64,
 }
 
 /// Sleeps `d`; `true` when `stop` fired instead.

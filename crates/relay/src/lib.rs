@@ -34,8 +34,8 @@ use tokio::net::TcpListener;
 pub use mirror::Mirror;
 pub use upstream::Sources;
 
-/// Settings of a relay.
-#[derive(Debug, Clone)]
+/// Settings of a relay. `Debug` leaves the keys out.
+#[derive(Clone)]
 pub struct RelayConfig {
     /// The upstream's base URL (a server or another relay).
     pub upstream: String,
@@ -51,6 +51,17 @@ pub struct RelayConfig {
     pub events: switchyard_events::EventsConfig,
     /// Retry backoff of the forwarder.
     pub forward_backoff: (Duration, Duration),
+}
+
+impl std::fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayConfig")
+            .field("upstream", &self.upstream)
+            .field("keys", &self.keys.len())
+            .field("data_dir", &self.data_dir)
+            .field("key_refresh", &self.key_refresh)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RelayConfig {
@@ -118,6 +129,12 @@ impl Relay {
                 "upstream URL {:?} is not an http(s) URL",
                 config.upstream
             )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            // They would end up in logs; the relay authenticates with its keys.
+            return Err(RelayError::Config(
+                "the upstream URL must not carry a user name or password".into(),
+            ));
         }
         let mut keys: Vec<String> = config
             .keys

@@ -66,7 +66,15 @@ impl std::fmt::Debug for Source {
 struct KeysState {
     last_ok: Option<SystemTime>,
     error: Option<String>,
+    /// Refusals in a row.
+    refusals: u32,
 }
+
+/// Refusals in a row before a source's environment is taken out of
+/// service: an upstream relay that restarted without a copy refuses every
+/// key until its own first sync, and the relay's SDKs (which give up on a
+/// 401) must not be cut off for that.
+const REFUSALS_TO_STOP: u32 = 3;
 
 /// Every source, the mirror they fill, and the upstream's address.
 #[derive(Debug)]
@@ -157,6 +165,22 @@ impl Sources {
             .map(|i| self.sources[i].key.as_str())
     }
 
+    /// Whether some source has the key list of `project`/`environment`
+    /// (served or not).
+    pub(crate) fn knows(&self, project: &str, environment: &str) -> bool {
+        self.mirror.copies().iter().any(|c| {
+            c.keys
+                .as_ref()
+                .is_some_and(|k| k.project == project && k.environment == environment)
+        })
+    }
+
+    /// Whether every source has a key list (synced, or from disk): only
+    /// then is an environment no source names surely not served.
+    pub(crate) fn all_have_keys(&self) -> bool {
+        self.mirror.copies().iter().all(|c| c.keys.is_some())
+    }
+
     /// How many sources (keys) the relay syncs.
     pub fn report_len(&self) -> usize {
         self.sources.len()
@@ -184,7 +208,10 @@ impl Sources {
         let url = format!("{}/sdk/v1/keys", self.upstream);
         let mut etag: Option<String> = None;
         loop {
-            let outcome = self.fetch_keys(&url, &source.key, etag.as_deref()).await;
+            let outcome = tokio::select! {
+                outcome = self.fetch_keys(&url, &source.key, etag.as_deref()) => outcome,
+                _ = stop.wait_for(|s| *s) => return,
+            };
             let ok = match outcome {
                 Ok(KeysAnswer::NotModified) => true,
                 Ok(KeysAnswer::Changed(keys, tag)) => {
@@ -200,13 +227,22 @@ impl Sources {
                     true
                 }
                 Err(KeysError::Refused(message)) => {
-                    if self.mirror.copy(i).refused.is_none() {
-                        tracing::error!(source = %source.id, error = %message,
-                            "the upstream refuses this key: its environment is not served until it takes it again");
+                    let mut state = lock(&source.keys);
+                    state.refusals += 1;
+                    let refusals = state.refusals;
+                    state.error = Some(message.clone());
+                    drop(state);
+                    if refusals >= REFUSALS_TO_STOP {
+                        if self.mirror.copy(i).refused.is_none() {
+                            tracing::error!(source = %source.id, error = %message,
+                                "the upstream refuses this key: its environment is not served until it takes it again");
+                        }
+                        self.mirror.refuse(i, message);
+                    } else {
+                        tracing::warn!(source = %source.id, error = %message, refusals,
+                            "the upstream refused this key; serving the last copy while it may be restarting");
                     }
-                    self.mirror.refuse(i, message.clone());
                     etag = None;
-                    lock(&source.keys).error = Some(message);
                     false
                 }
                 Err(KeysError::Failed(message)) => {
@@ -223,6 +259,7 @@ impl Sources {
                 let mut state = lock(&source.keys);
                 state.last_ok = Some(SystemTime::now());
                 state.error = None;
+                state.refusals = 0;
                 drop(state);
                 self.revive_client(i);
             }
@@ -297,6 +334,7 @@ impl Sources {
             .map_err(|e| KeysError::Failed(format!("GET {url}: {e}")))?;
         let keys: EnvironmentKeys = serde_json::from_slice(&body)
             .map_err(|e| KeysError::Failed(format!("GET {url}: an unreadable key list: {e}")))?;
+        check_keys(&keys, key).map_err(|e| KeysError::Failed(format!("GET {url}: {e}")))?;
         Ok(KeysAnswer::Changed(keys, tag))
     }
 
@@ -325,10 +363,8 @@ impl Sources {
                     SourceState::Stale
                 };
                 SourceReport {
-                    id: source.id.clone(),
                     project: copy.keys.as_ref().map(|k| k.project.clone()),
                     environment: copy.keys.as_ref().map(|k| k.environment.clone()),
-                    revision: copy.document.as_ref().map(|d| d.revision),
                     state,
                     streaming: status.as_ref().is_some_and(|s| s.streaming),
                     last_sync: status.and_then(|s| s.last_sync),
@@ -377,10 +413,8 @@ impl SourceState {
 
 #[derive(Debug, Clone)]
 pub(crate) struct SourceReport {
-    pub id: String,
     pub project: Option<String>,
     pub environment: Option<String>,
-    pub revision: Option<u64>,
     pub state: SourceState,
     pub streaming: bool,
     pub last_sync: Option<SystemTime>,
@@ -396,23 +430,12 @@ impl switchyard_server::UpstreamHealth for Sources {
         } else {
             Freshness::Current
         };
-        let now = SystemTime::now();
-        let environments: Vec<serde_json::Value> = reports
+        // Counts only: `/readyz` needs no key. What each environment is
+        // and how old its copy is are in the metrics and the log.
+        let count = |state: SourceState| reports.iter().filter(|r| r.state == state).count();
+        let environments: serde_json::Map<String, serde_json::Value> = SourceState::ALL
             .iter()
-            .map(|r| {
-                // No error text nor the upstream's address: `/readyz`
-                // needs no key. Both are in the log.
-                json!({
-                    "source": r.id,
-                    "project": r.project,
-                    "environment": r.environment,
-                    "revision": r.revision,
-                    "state": r.state.name(),
-                    "streaming": r.streaming,
-                    "seconds_since_sync": r.last_sync
-                        .map(|t| now.duration_since(t).unwrap_or_default().as_secs()),
-                })
-            })
+            .map(|&state| (state.name().to_string(), json!(count(state))))
             .collect();
         let forwarding = self.forwarding.report();
         (
@@ -427,6 +450,29 @@ impl switchyard_server::UpstreamHealth for Sources {
     fn encode_metrics(&self, out: &mut String) {
         crate::metrics::encode(self, out);
     }
+}
+
+/// A key list is taken only if it holds nothing but server and client
+/// keys of its own environment, this relay's key among them: whatever the
+/// upstream sends, the relay never accepts an admin key, nor a key of an
+/// environment it did not ask for.
+fn check_keys(list: &EnvironmentKeys, own: &str) -> Result<(), String> {
+    use switchyard_store::ApiKeyKind;
+    for k in &list.keys {
+        let of_env = k.key.project.as_deref() == Some(list.project.as_str())
+            && k.key.environment.as_deref() == Some(list.environment.as_str());
+        if !of_env || !matches!(k.key.kind, ApiKeyKind::Server | ApiKeyKind::Client) {
+            return Err(format!(
+                "the key list of {}/{} names a key that is not one of its SDK keys ({}); ignored",
+                list.project, list.environment, k.key.id
+            ));
+        }
+    }
+    let own = switchyard_store::hash_secret(own);
+    if !list.keys.iter().any(|k| k.secret_hash == own) {
+        return Err("the key list does not name this relay's own key; ignored".into());
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -103,7 +103,14 @@ pub struct Auth {
     /// replaces a newer ring with an older one.
     refreshing: tokio::sync::Mutex<()>,
     cache: RwLock<HashMap<Box<str>, CachedKey, foldhash::fast::RandomState>>,
+    /// Rendered `GET /sdk/v1/keys` documents and their tags, per
+    /// environment, valid for one ring generation: a relay's poll that
+    /// finds nothing changed costs a lookup, not a scan of the ring.
+    key_documents: std::sync::Mutex<HashMap<(String, String), KeyDocument>>,
 }
+
+/// A rendered key list: (generation, body, ETag).
+type KeyDocument = (u64, bytes::Bytes, String);
 
 impl Auth {
     /// Reads the live keys from the store.
@@ -115,6 +122,7 @@ impl Auth {
             changes: watch::Sender::new(1),
             refreshing: tokio::sync::Mutex::new(()),
             cache: RwLock::default(),
+            key_documents: std::sync::Mutex::default(),
         })
     }
 
@@ -224,6 +232,53 @@ impl Auth {
             .collect();
         keys.sort_by(|a, b| a.1.id.cmp(&b.1.id));
         keys
+    }
+
+    /// The `GET /sdk/v1/keys` document of one environment and its ETag (a
+    /// hash of the content, the same on every node), rendered once per
+    /// ring generation. Names and prefixes are left out: a relay needs
+    /// only what authenticates.
+    pub fn environment_keys_document(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<(bytes::Bytes, String), ApiError> {
+        let generation = self.ring.load().generation;
+        let at = (project.to_string(), environment.to_string());
+        let mut documents = self
+            .key_documents
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((g, body, tag)) = documents.get(&at)
+            && *g == generation
+        {
+            return Ok((body.clone(), tag.clone()));
+        }
+        let document = switchyard_store::EnvironmentKeys {
+            project: project.to_string(),
+            environment: environment.to_string(),
+            keys: self
+                .environment_keys(project, environment)
+                .into_iter()
+                .map(|(secret_hash, key)| switchyard_store::LiveApiKey {
+                    key: ApiKey {
+                        name: String::new(),
+                        prefix: String::new(),
+                        ..ApiKey::clone(&key)
+                    },
+                    secret_hash,
+                })
+                .collect(),
+        };
+        let body = bytes::Bytes::from(
+            serde_json::to_vec(&document)
+                .map_err(|e| ApiError::Internal(format!("cannot render the key list: {e}")))?,
+        );
+        let tag = format!("\"{}\"", &switchyard_store::hash_bytes(&body)[..32]);
+        // Environments come and go with the ring: keep the cache small.
+        documents.retain(|_, (g, _, _)| *g == generation);
+        documents.insert(at, (generation, body.clone(), tag.clone()));
+        Ok((body, tag))
     }
 
     /// Forgets every cached secret (the ring stays).

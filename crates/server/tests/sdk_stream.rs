@@ -466,6 +466,12 @@ async fn the_key_list_names_the_environments_live_sdk_keys_by_hash_only() {
         ];
         expected.sort();
         assert_eq!(hashes, expected, "only this environment's SDK keys");
+        assert!(
+            list.keys
+                .iter()
+                .all(|k| k.key.name.is_empty() && k.key.prefix.is_empty()),
+            "names and prefixes are left out: {text}"
+        );
 
         let resp = http
             .get(&url)

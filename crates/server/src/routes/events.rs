@@ -30,6 +30,11 @@ use crate::state::AppState;
 
 const MAX_LIST: usize = 1000;
 
+/// Ingestion alone, as a relay serves it.
+pub fn ingest_router() -> Router<AppState> {
+    Router::new().route("/api/v1/events", post(ingest))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/events", post(ingest))

@@ -47,7 +47,7 @@ pub fn data_plane_router(state: &AppState) -> Router<AppState> {
     use axum::extract::DefaultBodyLimit;
     Router::new()
         .merge(ops::router())
-        .merge(events::router().layer(DefaultBodyLimit::max(state.config.body_limit)))
+        .merge(events::ingest_router().layer(DefaultBodyLimit::max(state.config.body_limit)))
         .merge(ofrep::router())
         .merge(sdk::router())
         .fallback(ops::not_found)

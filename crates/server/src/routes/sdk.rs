@@ -96,23 +96,7 @@ async fn keys(
             "the environment {project}/{environment} of this key does not exist"
         )));
     }
-    let document = switchyard_store::EnvironmentKeys {
-        project: project.to_string(),
-        environment: environment.to_string(),
-        keys: state
-            .auth
-            .environment_keys(project, environment)
-            .into_iter()
-            .map(|(secret_hash, key)| switchyard_store::LiveApiKey {
-                key: switchyard_store::ApiKey::clone(&key),
-                secret_hash,
-            })
-            .collect(),
-    };
-    let body = serde_json::to_vec(&document)
-        .map_err(|e| ApiError::Internal(format!("cannot render the key list: {e}")))?;
-    // The same keys give the same tag on every node.
-    let tag = format!("\"{}\"", &switchyard_store::hash_bytes(&body)[..32]);
+    let (body, tag) = state.auth.environment_keys_document(project, environment)?;
     let etag = HeaderValue::from_str(&tag)
         .map_err(|_| ApiError::Internal(format!("unusable ETag {tag:?}")))?;
     let cache = HeaderValue::from_static("no-store");

@@ -1,0 +1,155 @@
+//! The forwarder against a scripted upstream: a 404 from an ingress that
+//! is not ready is retried, a 413 halves the batch until it fits, and
+//! every event, with an id of its own or one the relay gave it, arrives
+//! once.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use switchyard_relay::{Relay, RelayConfig};
+use switchyard_store::{ApiKey, ApiKeyKind, EnvironmentKeys, LiveApiKey};
+
+const KEY: &str = "sy_server_0123456789abcdefghijABCDEFGHIJkl";
+
+#[derive(Default)]
+struct Upstream {
+    /// Event ids stored, with how often.
+    ids: BTreeMap<String, usize>,
+    /// Statuses answered to event posts, in order.
+    answers: Vec<u16>,
+}
+
+type Shared = Arc<Mutex<Upstream>>;
+
+async fn events(State(s): State<Shared>, body: Bytes) -> Response {
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut s = s.lock().unwrap();
+    // Not ready at first, then at most three events a request.
+    let status = if s.answers.is_empty() {
+        404
+    } else if lines.len() > 3 {
+        413
+    } else {
+        200
+    };
+    s.answers.push(status);
+    if status != 200 {
+        return StatusCode::from_u16(status).unwrap().into_response();
+    }
+    for e in &lines {
+        *s.ids
+            .entry(e["id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    axum::Json(json!({"accepted": lines.len(), "duplicates": 0, "rejected": []})).into_response()
+}
+
+async fn keys() -> Response {
+    let list = EnvironmentKeys {
+        project: "p".into(),
+        environment: "production".into(),
+        keys: vec![LiveApiKey {
+            key: ApiKey {
+                id: "key_relay".into(),
+                name: String::new(),
+                kind: ApiKeyKind::Server,
+                project: Some("p".into()),
+                environment: Some("production".into()),
+                created_at: time::OffsetDateTime::UNIX_EPOCH,
+                revoked_at: None,
+                prefix: String::new(),
+            },
+            secret_hash: switchyard_store::hash_secret(KEY),
+        }],
+    };
+    axum::Json(list).into_response()
+}
+
+async fn config() -> Response {
+    axum::Json(json!({"environment": "production", "revision": 1, "flags": []})).into_response()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_batches_are_retried_or_halved_and_every_event_arrives_once() {
+    let shared: Shared = Arc::default();
+    let app = Router::new()
+        .route("/api/v1/events", post(events))
+        .route("/sdk/v1/keys", get(keys))
+        .route("/sdk/v1/config", get(config))
+        .route(
+            "/sdk/v1/stream",
+            get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+        )
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RelayConfig::new(url, vec![KEY.into()], dir.path().to_path_buf());
+    config.forward_backoff = (Duration::from_millis(20), Duration::from_millis(100));
+    let relay = Relay::start(config).await.unwrap();
+    let events = relay.state.events.clone().unwrap();
+    let mut body = String::new();
+    for i in 0..10 {
+        let id = if i % 2 == 0 {
+            format!(r#""id": "own-{i}", "#)
+        } else {
+            String::new()
+        };
+        body.push_str(&format!(
+            r#"{{"type": "track", {id}"unit": "u-{i}", "name": "purchase"}}"#
+        ));
+        body.push('\n');
+    }
+    let report = events
+        .ingest(
+            "p",
+            "production",
+            body.as_bytes(),
+            switchyard_events::BodyFormat::Ndjson,
+            false,
+            1_800_000_000_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.accepted, 10);
+
+    let start = Instant::now();
+    while shared.lock().unwrap().ids.len() < 10 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "not forwarded: {:?}",
+            shared.lock().unwrap().answers
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let upstream = shared.lock().unwrap();
+    assert!(upstream.ids.values().all(|&n| n == 1), "{:?}", upstream.ids);
+    assert_eq!(upstream.ids.len(), 10);
+    let own = upstream
+        .ids
+        .keys()
+        .filter(|id| id.starts_with("own-"))
+        .count();
+    assert_eq!(own, 5, "ids sent with events are kept: {:?}", upstream.ids);
+    assert_eq!(upstream.answers[0], 404, "{:?}", upstream.answers);
+    assert!(upstream.answers.contains(&413), "{:?}", upstream.answers);
+    let readiness = switchyard_server::UpstreamHealth::check(relay.sources.as_ref()).1;
+    assert_eq!(readiness["forwarding"]["forwarded"], 10, "{readiness}");
+    assert_eq!(readiness["forwarding"]["dropped"], 0, "{readiness}");
+    relay.state.shutdown.send_replace(true);
+}
