@@ -87,6 +87,7 @@ impl Mirror {
             environment: Some(keys.environment.clone()),
             revision: copy.document.as_ref().map_or(0, |d| d.revision),
             api_keys,
+            resync: false,
         });
     }
 

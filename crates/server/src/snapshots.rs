@@ -310,6 +310,7 @@ impl Snapshots {
                 _ = tick.tick() => self.reload_all().await,
                 _ = keys_tick.tick() => self.auth.refresh().await.map(drop),
                 msg = changes.recv() => match msg {
+                    Ok(change) if change.resync => self.reload_all().await,
                     Ok(change) if change.api_keys => self.auth.refresh().await.map(drop),
                     Ok(change) => self.reload_project(&change.project, change.environment.as_deref()).await,
                     Err(broadcast::error::RecvError::Lagged(_)) => self.reload_all().await,

@@ -3,6 +3,8 @@
 //! is cut, the shared server itself is never stopped), other routes answer
 //! 503 with Retry-After, and a revocation reaches every node (two nodes on
 //! one database) within seconds, ending the key's open streams there too.
+//! A configuration write reaches another node's evaluation in milliseconds,
+//! and a node that missed notifications catches up once its link returns.
 
 mod common;
 
@@ -557,4 +559,112 @@ async fn revoking_a_key_on_sqlite_ends_its_stream_and_refuses_it_at_once() {
         .await
         .expect("the stream ends");
     server.stop().await;
+}
+
+/// The value node `url` serves for `f-switch`, if it answers.
+async fn switch_value(url: &str, key: &str) -> Option<bool> {
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/ofrep/v1/evaluate/flags/f-switch"))
+        .bearer_auth(key)
+        .json(&json!({"context": {"targetingKey": "user-1"}}))
+        .send()
+        .await
+        .ok()?;
+    let body: Value = resp.json().await.ok()?;
+    body["value"].as_bool()
+}
+
+/// Turns `f-switch` on or off in production through the API of `url`.
+async fn set_switch(url: &str, admin: &str, enabled: bool) {
+    let http = reqwest::Client::new();
+    let flag = format!("{url}/api/v1/projects/demo/flags/f-switch");
+    let etag = http
+        .get(&flag)
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("read flag")
+        .headers()["etag"]
+        .to_str()
+        .expect("etag")
+        .to_string();
+    let resp = http
+        .patch(format!("{flag}/environments/production"))
+        .bearer_auth(admin)
+        .header("if-match", etag)
+        .json(&json!({"enabled": enabled}))
+        .send()
+        .await
+        .expect("patch");
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+}
+
+/// How long until node `url` serves `want`, polling every 5 ms.
+async fn until_served(url: &str, key: &str, want: bool, limit: Duration) -> Duration {
+    let start = Instant::now();
+    while switch_value(url, key).await != Some(want) {
+        assert!(
+            start.elapsed() < limit,
+            "{url} does not serve {want} after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    start.elapsed()
+}
+
+/// A write on one node reaches another node's evaluation in milliseconds
+/// (PostgreSQL `NOTIFY`); a node whose listener lost its connection while
+/// a write happened elsewhere (its database link cut, the shared server
+/// untouched) converges as soon as the link is back, by re-reading every
+/// document, not at the next periodic resync (30 s).
+#[tokio::test]
+async fn a_write_on_one_node_reaches_another_and_a_node_that_missed_it_catches_up() {
+    let a = common::start(Backend::Postgres).await;
+    add_flag(a.store.as_ref()).await;
+    a.state.snapshots.reload_all().await.expect("reload");
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let url = a.store_url.clone().expect("a PostgreSQL test server");
+    let through_proxy = url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    assert_ne!(
+        through_proxy, url,
+        "test URL {url} is not on 127.0.0.1:5432"
+    );
+    let b = Node::start(
+        switchyard_store::open(&through_proxy)
+            .await
+            .expect("second store through the proxy"),
+    )
+    .await;
+    let (_, key) = create_key(&a.url, &a.admin_key, "client").await;
+    until_served(&b.url, &key, true, Duration::from_secs(5)).await;
+
+    let mut took = Vec::new();
+    for round in 0..6 {
+        let enabled = round % 2 == 1;
+        set_switch(&a.url, &a.admin_key, enabled).await;
+        took.push(until_served(&b.url, &key, enabled, Duration::from_secs(2)).await);
+    }
+    took.sort();
+    eprintln!(
+        "a write on node A served by node B after {:?} (median of 6; min {:?}, max {:?})",
+        took[took.len() / 2],
+        took[0],
+        took[took.len() - 1]
+    );
+
+    // B's link to the database goes down; A writes meanwhile.
+    assert_eq!(switch_value(&b.url, &key).await, Some(true));
+    proxy.down();
+    set_switch(&a.url, &a.admin_key, false).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        switch_value(&b.url, &key).await,
+        Some(true),
+        "B cannot have heard of it: it serves its copy"
+    );
+    proxy.restore();
+    let caught_up = until_served(&b.url, &key, false, Duration::from_secs(5)).await;
+    eprintln!("node B caught up {caught_up:?} after its database link returned");
+    b.stop().await;
+    a.stop().await;
 }

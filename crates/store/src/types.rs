@@ -558,6 +558,11 @@ pub struct Change {
     /// API keys changed; no configuration did.
     #[serde(default)]
     pub api_keys: bool,
+    /// Changes may have been missed (the PostgreSQL listener lost its
+    /// connection and listens again): re-read everything. Never sent
+    /// between nodes.
+    #[serde(default, skip_serializing)]
+    pub resync: bool,
 }
 
 /// A live (not revoked) API key with the SHA-256 of its secret, as

@@ -35,20 +35,26 @@ impl Drop for ListenerTask {
     }
 }
 
+/// How often a lost listener tries to connect again.
+const RECONNECT_EVERY: Duration = Duration::from_millis(500);
+
 /// Listens before returning, so that every change committed after the
 /// store is open is seen.
+///
+/// A lost connection loses the notifications sent while it is down, so
+/// the task does not let the driver reconnect quietly: it connects and
+/// listens again itself and then announces a [`Change`] with `resync`,
+/// on which subscribers re-read everything (documents carry their
+/// revision, so a node converges to the newest whatever it missed).
 pub(crate) async fn start(
     url: &str,
     node: String,
     changes: broadcast::Sender<Change>,
 ) -> Result<ListenerTask> {
-    let mut listener = PgListener::connect(url).await?;
-    listener.listen(CHANNEL).await?;
+    let mut listener = listen(url).await?;
+    let url = url.to_string();
     let handle = tokio::spawn(async move {
         loop {
-            // `recv` reconnects by itself after a lost connection (and
-            // listens again); notifications sent meanwhile are lost, so a
-            // consumer that must not miss one re-reads documents on lag.
             match listener.recv().await {
                 Ok(notification) => match serde_json::from_str::<Payload>(notification.payload()) {
                     Ok(p) if p.node != node => {
@@ -58,11 +64,33 @@ pub(crate) async fn start(
                     Err(e) => tracing::warn!(error = %e, "unreadable change notification"),
                 },
                 Err(e) => {
-                    tracing::warn!(error = %e, "change listener failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tracing::warn!(error = %e, "change listener lost its connection; changes of other nodes are not heard until it is back");
+                    listener = loop {
+                        tokio::time::sleep(RECONNECT_EVERY).await;
+                        match listen(&url).await {
+                            Ok(l) => break l,
+                            Err(e) => {
+                                tracing::debug!(error = %e, "change listener: still cannot connect")
+                            }
+                        }
+                    };
+                    tracing::info!("change listener connected again; re-reading the configuration");
+                    let _ = changes.send(Change {
+                        project: String::new(),
+                        environment: None,
+                        revision: 0,
+                        api_keys: false,
+                        resync: true,
+                    });
                 }
             }
         }
     });
     Ok(ListenerTask(handle))
+}
+
+async fn listen(url: &str) -> Result<PgListener> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
 }

@@ -203,6 +203,7 @@ impl Write<'_> {
             environment: environment.map(str::to_string),
             revision: u64::try_from(self.revision).unwrap_or_default(),
             api_keys: false,
+            resync: false,
         });
         Ok(())
     }

@@ -192,6 +192,7 @@ impl Write<'_> {
                     environment: None,
                     revision: u64::try_from(self.revision).unwrap_or_default(),
                     api_keys: true,
+                    resync: false,
                 });
             }
         }
