@@ -30,6 +30,27 @@ pub struct ServeArgs {
     /// at once.
     #[arg(long, env = "SWITCHYARD_DEMO")]
     demo: bool,
+    /// How long a web UI session lasts after sign-in (docs/users.md).
+    #[arg(long, env = "SWITCHYARD_SESSION_TTL", default_value = "12h", value_parser = parse_duration)]
+    session_ttl: Duration,
+    /// Mark session cookies `Secure`: `auto` (when the request came over
+    /// HTTPS, `X-Forwarded-Proto: https`), `always` or `never`.
+    #[arg(long, env = "SWITCHYARD_SECURE_COOKIES", default_value = "auto", value_parser = ["auto", "always", "never"])]
+    secure_cookies: String,
+    /// Reverse proxies in front of the server, as comma-separated address
+    /// ranges (`10.0.0.0/8,192.168.1.7/32`): for requests from them, the
+    /// client address used by the sign-in rate limit is read from
+    /// `X-Forwarded-For`. Empty: the TCP peer is the client.
+    #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<switchyard_server::ui::IpNet>,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+/// The HTTP serving settings `serve` and `relay` share; every flag can also
+/// come from the environment variable named beside it.
+#[derive(Debug, clap::Args)]
+pub(crate) struct HttpArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "SWITCHYARD_BODY_LIMIT", default_value_t = 4 << 20)]
     body_limit: usize,
@@ -71,19 +92,76 @@ pub struct ServeArgs {
     /// `https://app.example.com,http://localhost:3000`.
     #[arg(long, env = "SWITCHYARD_CORS_ORIGINS", default_value = "*")]
     cors_origins: CorsOrigins,
-    /// How long a web UI session lasts after sign-in (docs/users.md).
-    #[arg(long, env = "SWITCHYARD_SESSION_TTL", default_value = "12h", value_parser = parse_duration)]
-    session_ttl: Duration,
-    /// Mark session cookies `Secure`: `auto` (when the request came over
-    /// HTTPS, `X-Forwarded-Proto: https`), `always` or `never`.
-    #[arg(long, env = "SWITCHYARD_SECURE_COOKIES", default_value = "auto", value_parser = ["auto", "always", "never"])]
-    secure_cookies: String,
-    /// Reverse proxies in front of the server, as comma-separated address
-    /// ranges (`10.0.0.0/8,192.168.1.7/32`): for requests from them, the
-    /// client address used by the sign-in rate limit is read from
-    /// `X-Forwarded-For`. Empty: the TCP peer is the client.
-    #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',')]
-    trusted_proxies: Vec<switchyard_server::ui::IpNet>,
+}
+
+impl HttpArgs {
+    /// The connection limits, logged.
+    pub(crate) fn net(&self) -> NetConfig {
+        let net = NetConfig {
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: max_connections(self.max_connections),
+            shutdown_timeout: self.shutdown_timeout,
+        };
+        tracing::info!(
+            max_connections = net.max_connections,
+            header_read_timeout = ?net.header_read_timeout,
+            body_read_timeout = ?net.body_read_timeout,
+            idle_timeout = ?net.idle_timeout,
+            "connection limits"
+        );
+        net
+    }
+
+    /// The HTTP layer's settings (the UI's are the defaults).
+    pub(crate) fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            body_limit: self.body_limit,
+            rate_limit_per_key: self.rate_limit_per_key,
+            stream_keepalive: Duration::from_secs(15),
+            net: self.net(),
+            cors: self.cors_origins.clone(),
+            ..ServerConfig::default()
+        }
+    }
+
+    /// Logging, the open-file limit, then the async runtime running `main`.
+    pub(crate) fn run<F: std::future::Future<Output = anyhow::Result<()>>>(
+        &self,
+        main: impl FnOnce() -> F,
+    ) -> anyhow::Result<()> {
+        init_logging(&self.log_format)?;
+        raise_open_file_limit();
+        // One thread needs no work stealing: a current-thread runtime serves
+        // it with less scheduling per task wake-up.
+        let mut rt = match self.threads {
+            Some(n) if n <= 1 => tokio::runtime::Builder::new_current_thread(),
+            Some(n) => {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(n);
+                b
+            }
+            None => tokio::runtime::Builder::new_multi_thread(),
+        };
+        rt.enable_all();
+        rt.build()
+            .context("cannot start the async runtime")?
+            .block_on(main())
+    }
+
+    /// The operations listener, when `--ops-listen` asks for one.
+    pub(crate) async fn ops_listener(&self) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+        let Some(addr) = self.ops_listen else {
+            return Ok(None);
+        };
+        let ops = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (--ops-listen)"))?;
+        let address = ops.local_addr().unwrap_or(addr);
+        tracing::info!(%address, "operations endpoints listening");
+        Ok(Some(ops))
+    }
 }
 
 /// A duration such as `10s`, `500ms`, `2m` or `1h`; a bare number is
@@ -180,23 +258,7 @@ pub(crate) fn max_connections(asked: Option<usize>) -> usize {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(&args.log_format)?;
-    raise_open_file_limit();
-    // One thread needs no work stealing: a current-thread runtime serves
-    // it with less scheduling per task wake-up.
-    let mut rt = match args.threads {
-        Some(n) if n <= 1 => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
-    rt.enable_all();
-    rt.build()
-        .context("cannot start the async runtime")?
-        .block_on(serve(args))
+    args.http.run(|| serve(&args))
 }
 
 pub(crate) fn init_logging(format: &str) -> anyhow::Result<()> {
@@ -215,7 +277,7 @@ pub(crate) fn init_logging(format: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
     let store_url = match &args.store_url {
@@ -237,26 +299,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             boot.admin_key_secret, args.listen
         ));
     }
-    let net = NetConfig {
-        header_read_timeout: args.header_read_timeout,
-        body_read_timeout: args.body_read_timeout,
-        idle_timeout: args.idle_timeout,
-        max_connections: max_connections(args.max_connections),
-        shutdown_timeout: args.shutdown_timeout,
-    };
-    tracing::info!(
-        max_connections = net.max_connections,
-        header_read_timeout = ?net.header_read_timeout,
-        body_read_timeout = ?net.body_read_timeout,
-        idle_timeout = ?net.idle_timeout,
-        "connection limits"
-    );
     let config = ServerConfig {
-        body_limit: args.body_limit,
-        rate_limit_per_key: args.rate_limit_per_key,
-        stream_keepalive: Duration::from_secs(15),
-        net,
-        cors: args.cors_origins.clone(),
         ui: switchyard_server::ui::UiConfig {
             session_ttl: args.session_ttl,
             secure_cookies: match args.secure_cookies.as_str() {
@@ -267,6 +310,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             trusted_proxies: args.trusted_proxies.clone(),
             ..Default::default()
         },
+        ..args.http.server_config()
     };
     let events_dir = args.data_dir.join("events");
     let events =
@@ -301,17 +345,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
              switchyard user add --admin EMAIL\n"
         ));
     }
-    let ops = match args.ops_listen {
-        Some(addr) => {
-            let ops = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (--ops-listen)"))?;
-            let address = ops.local_addr().unwrap_or(addr);
-            tracing::info!(%address, "operations endpoints listening");
-            Some(ops)
-        }
-        None => None,
-    };
+    let ops = args.http.ops_listener().await?;
     switchyard_server::run_with_ops(listener, ops, state, shutdown_signal())
         .await
         .context("server failed")?;

@@ -2,13 +2,15 @@
 //! seconds, labelled simulated; the same data directory served without
 //! `--demo` receives no simulated events.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::{lines, listening_address, printed_admin_key};
 use serde_json::Value;
 
 struct Server {
@@ -22,18 +24,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn lines(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 fn start(dir: &Path, demo: bool) -> Server {
@@ -51,25 +41,9 @@ fn start(dir: &Path, demo: bool) -> Server {
     let mut child = cmd.spawn().unwrap();
     let out = lines(child.stdout.take().unwrap());
     let err = lines(child.stderr.take().unwrap());
-    let mut log = Vec::new();
-    let addr = loop {
-        let line = err
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no \"listening\" line; log: {log:#?}"));
-        let v: Value = serde_json::from_str(&line).unwrap_or_default();
-        log.push(line);
-        if v["fields"]["message"] == "listening" {
-            break v["fields"]["address"].as_str().unwrap().to_string();
-        }
-    };
+    let addr = listening_address(&err);
     // The first start prints the admin key on stdout.
-    let key = out
-        .try_iter()
-        .chain(std::iter::from_fn(|| {
-            out.recv_timeout(Duration::from_millis(200)).ok()
-        }))
-        .map(|l| l.trim().to_string())
-        .find(|l| l.starts_with("sy_admin_"));
+    let key = printed_admin_key(&out, Duration::from_millis(200));
     std::thread::spawn(move || for _ in err {});
     std::thread::spawn(move || for _ in out {});
     Server { child, addr, key }

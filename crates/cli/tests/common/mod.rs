@@ -35,6 +35,30 @@ pub fn lines(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     rx
 }
 
+/// The address of a process's `listening` line (JSON logs on `err`).
+pub fn listening_address(err: &mpsc::Receiver<String>) -> String {
+    let mut log = Vec::new();
+    loop {
+        let line = err
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no \"listening\" line; log: {log:#?}"));
+        let v: Value = serde_json::from_str(&line).unwrap_or_default();
+        log.push(line);
+        if v["fields"]["message"] == "listening" {
+            return v["fields"]["address"].as_str().unwrap().to_string();
+        }
+    }
+}
+
+/// The admin key a first start prints on standard output, waiting up to
+/// `wait` between lines.
+pub fn printed_admin_key(out: &mpsc::Receiver<String>, wait: Duration) -> Option<String> {
+    out.try_iter()
+        .chain(std::iter::from_fn(|| out.recv_timeout(wait).ok()))
+        .map(|l| l.trim().to_string())
+        .find(|l| l.starts_with("sy_admin_"))
+}
+
 /// Starts `serve` on `listen` over `dir`. The first start of a directory
 /// prints the admin key; a restart reuses `admin`.
 pub fn start(dir: &Path, listen: &str, admin: Option<&str>) -> Server {
@@ -58,26 +82,10 @@ pub fn start(dir: &Path, listen: &str, admin: Option<&str>) -> Server {
         .unwrap();
     let out = lines(child.stdout.take().unwrap());
     let err = lines(child.stderr.take().unwrap());
-    let mut log = Vec::new();
-    let addr = loop {
-        let line = err
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no \"listening\" line; log: {log:#?}"));
-        let v: Value = serde_json::from_str(&line).unwrap_or_default();
-        log.push(line);
-        if v["fields"]["message"] == "listening" {
-            break v["fields"]["address"].as_str().unwrap().to_string();
-        }
-    };
+    let addr = listening_address(&err);
     let admin = match admin {
         Some(a) => a.to_string(),
-        None => out
-            .try_iter()
-            .chain(std::iter::from_fn(|| {
-                out.recv_timeout(Duration::from_millis(500)).ok()
-            }))
-            .map(|l| l.trim().to_string())
-            .find(|l| l.starts_with("sy_admin_"))
+        None => printed_admin_key(&out, Duration::from_millis(500))
             .expect("the first start prints the admin key"),
     };
     std::thread::spawn(move || for _ in err {});
@@ -234,17 +242,7 @@ pub fn start_relay(
         .spawn()
         .unwrap();
     let err = lines(child.stderr.take().unwrap());
-    let mut log = Vec::new();
-    let addr = loop {
-        let line = err
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no \"listening\" line; log: {log:#?}"));
-        let v: Value = serde_json::from_str(&line).unwrap_or_default();
-        log.push(line);
-        if v["fields"]["message"] == "listening" {
-            break v["fields"]["address"].as_str().unwrap().to_string();
-        }
-    };
+    let addr = listening_address(&err);
     std::thread::spawn(move || {
         for line in err {
             if std::env::var_os("RELAY_LOG").is_some() {

@@ -65,43 +65,26 @@ async fn config(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let snapshot = slot_for(&state, &principal)?.load();
-    let etag = HeaderValue::from_str(&snapshot.etag)
-        .map_err(|_| ApiError::Internal(format!("unusable ETag {:?}", snapshot.etag)))?;
-    let cache = HeaderValue::from_static("no-cache");
-    if let Some(inm) = headers.get(header::IF_NONE_MATCH)
-        && etag_listed(inm, &snapshot.etag)
-    {
-        let headers = [(header::ETAG, etag), (header::CACHE_CONTROL, cache)];
-        return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
-    }
-    let headers = [
-        (
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ),
-        (header::ETAG, etag),
-        (header::CACHE_CONTROL, cache),
-    ];
-    Ok((headers, snapshot.document.clone()).into_response())
+    tagged_json(
+        &headers,
+        &snapshot.etag,
+        "no-cache",
+        snapshot.document.clone(),
+    )
 }
 
-async fn keys(
-    State(state): State<AppState>,
-    principal: Principal,
-    headers: HeaderMap,
+/// A JSON document with its `ETag`, or `304` when `If-None-Match` names it.
+fn tagged_json(
+    headers: &HeaderMap,
+    tag: &str,
+    cache: &'static str,
+    body: Bytes,
 ) -> ApiResult<Response> {
-    let (project, environment) = principal.sdk_environment(false)?;
-    if state.snapshots.get(project, environment).is_none() {
-        return Err(ApiError::Forbidden(format!(
-            "the environment {project}/{environment} of this key does not exist"
-        )));
-    }
-    let (body, tag) = state.auth.environment_keys_document(project, environment)?;
-    let etag = HeaderValue::from_str(&tag)
+    let etag = HeaderValue::from_str(tag)
         .map_err(|_| ApiError::Internal(format!("unusable ETag {tag:?}")))?;
-    let cache = HeaderValue::from_static("no-store");
+    let cache = HeaderValue::from_static(cache);
     if let Some(inm) = headers.get(header::IF_NONE_MATCH)
-        && etag_listed(inm, &tag)
+        && etag_listed(inm, tag)
     {
         let headers = [(header::ETAG, etag), (header::CACHE_CONTROL, cache)];
         return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
@@ -115,6 +98,18 @@ async fn keys(
         (header::CACHE_CONTROL, cache),
     ];
     Ok((headers, body).into_response())
+}
+
+async fn keys(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    // The environment must exist, as for the document.
+    slot_for(&state, &principal)?;
+    let (project, environment) = principal.sdk_environment(false)?;
+    let (body, tag) = state.auth.environment_keys_document(project, environment)?;
+    tagged_json(&headers, &tag, "no-store", body)
 }
 
 /// Whether an `If-None-Match` list names `etag` (weak comparison, `*`).
