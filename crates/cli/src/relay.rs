@@ -29,12 +29,16 @@ pub struct RelayArgs {
     )]
     keys: Vec<String>,
     /// Address to listen on.
-    #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_RELAY_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
     listen: SocketAddr,
     /// Directory for the relay's event log and its synced copies.
     #[arg(
         long,
-        env = "SWITCHYARD_DATA_DIR",
+        env = "SWITCHYARD_RELAY_DATA_DIR",
         default_value = "./switchyard-relay-data"
     )]
     data_dir: PathBuf,

@@ -91,8 +91,9 @@ impl ForwardStats {
 enum SendError {
     /// Try the same events again later.
     Retry(String),
-    /// The body is too large for the upstream (or a proxy before it).
-    TooLarge(String),
+    /// The body is too large; `own`: the upstream itself said so (not a
+    /// proxy before it).
+    TooLarge { message: String, own: bool },
     /// The upstream says the body itself is malformed: sending it again
     /// cannot help.
     Refused(String),
@@ -142,9 +143,19 @@ impl Forwarder {
                 );
                 from = first;
             }
+            if from > end {
+                // The offsets file is ahead of the log (a restore, a lost
+                // segment): nothing there to send; go on from the end.
+                tracing::error!(
+                    offset = from,
+                    end,
+                    "the forwarder's offset is past the end of the relay's log; forwarding from the end"
+                );
+                from = end;
+            }
             stats
                 .pending_bytes
-                .set(i64::try_from(end - from).unwrap_or(i64::MAX));
+                .set(i64::try_from(end.saturating_sub(from)).unwrap_or(i64::MAX));
             let batch = match self.stream.read(from, READ_BYTES).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -176,6 +187,10 @@ impl Forwarder {
                     }
                     Err(message) => {
                         stats.failed(message);
+                        let end = self.stream.bounds().1;
+                        stats
+                            .pending_bytes
+                            .set(i64::try_from(end.saturating_sub(from)).unwrap_or(i64::MAX));
                         let jittered = wait.mul_f64(0.5 + fastrand::f64() * 0.5);
                         wait = (wait * 2).min(self.backoff_max);
                         if sleep_or_stop(&mut stop, jittered).await {
@@ -200,10 +215,9 @@ impl Forwarder {
     /// from a copied data directory still give different events
     /// different ids).
     fn generated_id(&self, offset: u64, payload: &[u8]) -> String {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::hash::DefaultHasher::new();
-        payload.hash(&mut h);
-        format!("{}.{offset}.{:016x}", self.instance, h.finish())
+        // SHA-256: the same bytes give the same id with any build.
+        let hash = switchyard_store::hash_bytes(payload);
+        format!("{}.{offset}.{}", self.instance, &hash[..16])
     }
 
     /// Sends every event of `records` upstream, grouped by environment in
@@ -260,7 +274,8 @@ impl Forwarder {
             let Some(key) = self.sources.key_of(&project, &environment) else {
                 if self.sources.knows(&project, &environment) {
                     return Err(format!(
-                        "the upstream refuses the key of {project}/{environment}; its events wait"
+                        "{project}/{environment} is not served right now (the upstream refuses \
+                         its key, or its configuration has not arrived); its events wait"
                     ));
                 }
                 if !self.sources.all_have_keys() {
@@ -296,12 +311,24 @@ impl Forwarder {
             match self.post(key, lines.concat()).await {
                 Ok(()) => sent.forwarded += n,
                 Err(SendError::Retry(m)) => return Err(m),
-                Err(SendError::TooLarge(_)) if lines.len() > 1 => {
+                Err(SendError::TooLarge { .. }) if lines.len() > 1 => {
                     let second = lines.split_off(lines.len() / 2);
                     pending.push(second);
                     pending.push(lines);
                 }
-                Err(SendError::TooLarge(m) | SendError::Refused(m)) => {
+                // One event a proxy finds too large: its limit may be
+                // raised; only the upstream's own verdict is final.
+                Err(SendError::TooLarge {
+                    message,
+                    own: false,
+                }) => return Err(message),
+                Err(
+                    SendError::TooLarge {
+                        message: m,
+                        own: true,
+                    }
+                    | SendError::Refused(m),
+                ) => {
                     tracing::error!(%project, %environment, events = n, error = %m,
                         "the upstream refuses forwarded events as malformed; dropping them");
                     sent.dropped += n;
@@ -331,14 +358,15 @@ impl Forwarder {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         let message = format!("POST {url}: {status} {detail}");
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            return Err(SendError::TooLarge(message));
-        }
         // Only the upstream's own verdict on the body is final; a 404 or
         // 400 from a proxy or an ingress that is not ready is retried.
         let code = serde_json::from_str::<serde_json::Value>(&detail)
             .ok()
             .and_then(|v| v["error"]["code"].as_str().map(str::to_string));
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            let own = code.as_deref() == Some("payload_too_large");
+            return Err(SendError::TooLarge { message, own });
+        }
         if status == StatusCode::BAD_REQUEST
             && matches!(code.as_deref(), Some("invalid_json" | "invalid_body"))
         {

@@ -247,6 +247,8 @@ impl Sources {
                 }
                 Err(KeysError::Failed(message)) => {
                     let mut state = lock(&source.keys);
+                    // Refusals count only in a row.
+                    state.refusals = 0;
                     if state.error.is_none() {
                         tracing::warn!(source = %source.id, error = %message,
                             "cannot sync the key list; serving the last copy");

@@ -147,8 +147,14 @@ impl Snapshots {
         }
         let mut keep = HashMap::new();
         for (p, e) in wanted {
-            let snap = self.build(&p, &e).await?;
-            keep.insert((p, e), snap);
+            match self.build(&p, &e).await {
+                Ok(snap) => {
+                    keep.insert((p, e), snap);
+                }
+                // Deleted since it was listed: it goes, as in `reload_project`.
+                Err(StoreError::NotFound { .. }) => {}
+                Err(err) => return Err(err),
+            }
         }
         if self.install(keep, None) {
             self.auth.refresh().await?;
@@ -304,13 +310,25 @@ impl Snapshots {
         let mut keys_tick = tokio::time::interval(KEY_REFRESH);
         keys_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         keys_tick.tick().await;
+        // A resync (the listener was down) that failed is tried again
+        // every second until it succeeds, not left to the periodic one.
+        let mut resync_pending = false;
         loop {
             let result = tokio::select! {
                 _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)), if resync_pending => {
+                    let r = self.reload_all().await;
+                    resync_pending = r.is_err();
+                    r
+                }
                 _ = tick.tick() => self.reload_all().await,
                 _ = keys_tick.tick() => self.auth.refresh().await.map(drop),
                 msg = changes.recv() => match msg {
-                    Ok(change) if change.resync => self.reload_all().await,
+                    Ok(change) if change.resync => {
+                        let r = self.reload_all().await;
+                        resync_pending = r.is_err();
+                        r
+                    }
                     Ok(change) if change.api_keys => self.auth.refresh().await.map(drop),
                     Ok(change) => self.reload_project(&change.project, change.environment.as_deref()).await,
                     Err(broadcast::error::RecvError::Lagged(_)) => self.reload_all().await,

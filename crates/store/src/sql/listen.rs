@@ -53,16 +53,36 @@ pub(crate) async fn start(
 ) -> Result<ListenerTask> {
     let mut listener = listen(url).await?;
     let url = url.to_string();
+    let resync = move |changes: &broadcast::Sender<Change>| {
+        let _ = changes.send(Change {
+            project: String::new(),
+            environment: None,
+            revision: 0,
+            api_keys: false,
+            resync: true,
+        });
+    };
     let handle = tokio::spawn(async move {
         loop {
-            match listener.recv().await {
-                Ok(notification) => match serde_json::from_str::<Payload>(notification.payload()) {
-                    Ok(p) if p.node != node => {
-                        let _ = changes.send(p.change);
+            // `try_recv`, not `recv`: `recv` reconnects by itself and goes
+            // on as if nothing was missed; `try_recv` says `None` when the
+            // connection was lost (and has connected and listened again).
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    match serde_json::from_str::<Payload>(notification.payload()) {
+                        Ok(p) if p.node != node => {
+                            let _ = changes.send(p.change);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "unreadable change notification"),
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "unreadable change notification"),
-                },
+                }
+                Ok(None) => {
+                    tracing::warn!(
+                        "change listener lost its connection and listens again; re-reading the configuration"
+                    );
+                    resync(&changes);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "change listener lost its connection; changes of other nodes are not heard until it is back");
                     listener = loop {
@@ -75,13 +95,7 @@ pub(crate) async fn start(
                         }
                     };
                     tracing::info!("change listener connected again; re-reading the configuration");
-                    let _ = changes.send(Change {
-                        project: String::new(),
-                        environment: None,
-                        revision: 0,
-                        api_keys: false,
-                        resync: true,
-                    });
+                    resync(&changes);
                 }
             }
         }
