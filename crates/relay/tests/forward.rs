@@ -151,5 +151,17 @@ async fn refused_batches_are_retried_or_halved_and_every_event_arrives_once() {
     let readiness = switchyard_server::UpstreamHealth::check(relay.sources.as_ref()).1;
     assert_eq!(readiness["forwarding"]["forwarded"], 10, "{readiness}");
     assert_eq!(readiness["forwarding"]["dropped"], 0, "{readiness}");
+    let metrics = relay.state.metrics.encode();
+    for line in [
+        "switchyard_relay_events_forwarded_total 10",
+        "switchyard_relay_events_dropped_total 0",
+        "switchyard_relay_forward_pending_bytes 0",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in {metrics}");
+    }
+    assert!(
+        metrics.contains("switchyard_relay_environments{state=\"missing\"}"),
+        "{metrics}"
+    );
     relay.state.shutdown.send_replace(true);
 }
