@@ -13,6 +13,14 @@
 //! however often it is sent. An event that came without an id is given
 //! one from the relay's instance id and its offset in the log, the same on
 //! every retry and after a restart.
+//!
+//! An event whose environment is not served right now (the upstream
+//! refuses its key, or its configuration has not arrived) does not hold
+//! back the others: it is parked, as the NDJSON line it would be sent as
+//! (its id included), in a second durable log, and the main log moves on.
+//! A second forwarder sends the parked lines once their environment is
+//! served again, waits while it may be, and drops (counted) only those of
+//! an environment no source names once every key list is synced.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +37,8 @@ use crate::upstream::{Sources, read_limited};
 
 /// The log consumer whose offset is the forwarder's.
 pub const CONSUMER: &str = "relay-forwarder";
+/// The parked log's consumer.
+pub const PARKED_CONSUMER: &str = "relay-parked-forwarder";
 /// Log bytes read per round.
 const READ_BYTES: usize = 1 << 20;
 /// Events per upstream request at most.
@@ -46,6 +56,10 @@ pub struct ForwardStats {
     pub failures: Counter,
     /// Log bytes not yet forwarded.
     pub pending_bytes: Gauge,
+    /// Events parked because their environment was not served.
+    pub parked: Counter,
+    /// Parked-log bytes not yet forwarded.
+    pub parked_pending_bytes: Gauge,
     last_error: Mutex<Option<String>>,
 }
 
@@ -80,7 +94,9 @@ impl ForwardStats {
             .clone();
         json!({
             "pending_bytes": self.pending_bytes.get(),
+            "parked_pending_bytes": self.parked_pending_bytes.get(),
             "forwarded": self.forwarded.get(),
+            "parked": self.parked.get(),
             "dropped": self.dropped.get(),
             "failing": last.is_some(),
         })
@@ -99,9 +115,20 @@ enum SendError {
     Refused(String),
 }
 
+/// Which log a forwarder reads.
+#[derive(Debug)]
+pub(crate) enum Role {
+    /// The relay's event log (event records); what cannot be sent now is
+    /// appended to `parked`.
+    Main { parked: Arc<dyn EventStream> },
+    /// The parked log (NDJSON lines with their ids).
+    Parked,
+}
+
 #[derive(Debug)]
 pub(crate) struct Forwarder {
     pub sources: Arc<Sources>,
+    pub role: Role,
     pub stream: Arc<dyn EventStream>,
     pub http: reqwest::Client,
     /// Names this relay's log in the ids it gives events without one.
@@ -112,15 +139,32 @@ pub(crate) struct Forwarder {
 }
 
 impl Forwarder {
+    fn consumer(&self) -> &'static str {
+        match self.role {
+            Role::Main { .. } => CONSUMER,
+            Role::Parked => PARKED_CONSUMER,
+        }
+    }
+
+    fn pending(&self, stats: &ForwardStats, from: u64) {
+        let end = self.stream.bounds().1;
+        let gauge = match self.role {
+            Role::Main { .. } => &stats.pending_bytes,
+            Role::Parked => &stats.parked_pending_bytes,
+        };
+        gauge.set(i64::try_from(end.saturating_sub(from)).unwrap_or(i64::MAX));
+    }
+
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
         let stats = self.sources.forwarding.clone();
-        let mut from = match self.stream.committed(CONSUMER).await {
+        let consumer = self.consumer();
+        let mut from = match self.stream.committed(consumer).await {
             Ok(Some(offset)) => offset,
             Ok(None) => {
                 // Committed at once: the log bounds what waits behind a
                 // committed consumer only, so from the first event on.
                 let start = self.stream.bounds().0;
-                if let Err(e) = self.stream.commit(CONSUMER, start).await {
+                if let Err(e) = self.stream.commit(consumer, start).await {
                     tracing::error!(error = %e, "cannot record the forwarder's offset");
                 }
                 start
@@ -153,9 +197,7 @@ impl Forwarder {
                 );
                 from = end;
             }
-            stats
-                .pending_bytes
-                .set(i64::try_from(end.saturating_sub(from)).unwrap_or(i64::MAX));
+            self.pending(&stats, from);
             let batch = match self.stream.read(from, READ_BYTES).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -180,17 +222,19 @@ impl Forwarder {
                     _ = stop.wait_for(|s| *s) => return,
                 };
                 match outcome {
-                    Ok(Sent { forwarded, dropped }) => {
+                    Ok(Sent {
+                        forwarded,
+                        parked,
+                        dropped,
+                    }) => {
                         stats.forwarded.inc_by(forwarded);
+                        stats.parked.inc_by(parked);
                         stats.dropped.inc_by(dropped);
                         break;
                     }
                     Err(message) => {
                         stats.failed(message);
-                        let end = self.stream.bounds().1;
-                        stats
-                            .pending_bytes
-                            .set(i64::try_from(end.saturating_sub(from)).unwrap_or(i64::MAX));
+                        self.pending(&stats, from);
                         let jittered = wait.mul_f64(0.5 + fastrand::f64() * 0.5);
                         wait = (wait * 2).min(self.backoff_max);
                         if sleep_or_stop(&mut stop, jittered).await {
@@ -201,7 +245,7 @@ impl Forwarder {
             }
             wait = self.backoff_min;
             stats.recovered();
-            if let Err(e) = self.stream.commit(CONSUMER, batch.next).await {
+            if let Err(e) = self.stream.commit(consumer, batch.next).await {
                 // Sent but not committed: a restart sends them again, and
                 // the upstream drops them by id.
                 tracing::warn!(error = %e, "cannot commit the forwarder's offset");
@@ -220,6 +264,39 @@ impl Forwarder {
         format!("{}.{offset}.{}", self.instance, &hash[..16])
     }
 
+    /// The NDJSON line a record is sent as (without its newline), with its
+    /// project and environment.
+    fn line_of(
+        &self,
+        record: &switchyard_events::StoredRecord,
+    ) -> Option<(String, String, Vec<u8>)> {
+        match self.role {
+            Role::Main { .. } => {
+                let mut event = decode_event(&record.payload)?;
+                let generated;
+                if event.id.is_none() {
+                    generated = self.generated_id(record.offset, &record.payload);
+                    event.id = Some(&generated);
+                }
+                let line = serde_json::to_vec(&event).ok()?;
+                Some((
+                    event.project.to_string(),
+                    event.environment.to_string(),
+                    line,
+                ))
+            }
+            Role::Parked => {
+                #[derive(serde::Deserialize)]
+                struct Where {
+                    project: String,
+                    environment: String,
+                }
+                let at: Where = serde_json::from_slice(&record.payload).ok()?;
+                Some((at.project, at.environment, record.payload.clone()))
+            }
+        }
+    }
+
     /// Sends every event of `records` upstream, grouped by environment in
     /// log order; `Err` when some must be sent again (then all are: the
     /// upstream drops the repeated ones by id).
@@ -228,35 +305,25 @@ impl Forwarder {
         // (project, environment, chunks of NDJSON lines within the bounds)
         let mut groups: Vec<(String, String, Vec<Chunk>)> = Vec::new();
         for record in records {
-            let Some(mut event) = decode_event(&record.payload) else {
+            let Some((project, environment, mut line)) = self.line_of(record) else {
                 tracing::error!(
                     offset = record.offset,
-                    "an undecodable record in the relay's log; skipped"
+                    "an unreadable record in the relay's log; skipped"
                 );
                 sent.dropped += 1;
                 continue;
             };
-            let generated;
-            if event.id.is_none() {
-                generated = self.generated_id(record.offset, &record.payload);
-                event.id = Some(&generated);
-            }
+            line.push(b'\n');
             let at = match groups
                 .iter()
-                .position(|(p, e, _)| p == event.project && e == event.environment)
+                .position(|(p, e, _)| *p == project && *e == environment)
             {
                 Some(at) => at,
                 None => {
-                    groups.push((
-                        event.project.to_string(),
-                        event.environment.to_string(),
-                        vec![Chunk::default()],
-                    ));
+                    groups.push((project, environment, vec![Chunk::default()]));
                     groups.len() - 1
                 }
             };
-            let mut line = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
-            line.push(b'\n');
             let chunks = &mut groups[at].2;
             if chunks.last().is_some_and(|c| {
                 !c.lines.is_empty()
@@ -269,25 +336,50 @@ impl Forwarder {
                 chunk.lines.push(line);
             }
         }
+        let mut to_park = switchyard_events::EncodedBatch::default();
+        let mut sendable = Vec::with_capacity(groups.len());
         for (project, environment, chunks) in groups {
             let events: usize = chunks.iter().map(|c| c.lines.len()).sum();
-            let Some(key) = self.sources.key_of(&project, &environment) else {
-                if self.sources.knows(&project, &environment) {
+            if let Some(key) = self.sources.key_of(&project, &environment) {
+                sendable.push((key, project, environment, chunks));
+                continue;
+            }
+            match &self.role {
+                // Not served now: parked, so the others go on.
+                Role::Main { .. } => {
+                    for line in chunks.iter().flat_map(|c| &c.lines) {
+                        let line = line.strip_suffix(b"\n").unwrap_or(line);
+                        to_park.push_raw(line, None);
+                    }
+                    sent.parked += events as u64;
+                }
+                Role::Parked if self.sources.knows(&project, &environment) => {
                     return Err(format!(
                         "{project}/{environment} is not served right now (the upstream refuses \
-                         its key, or its configuration has not arrived); its events wait"
+                         its key, or its configuration has not arrived); its parked events wait"
                     ));
                 }
-                if !self.sources.all_have_keys() {
+                Role::Parked if !self.sources.all_have_keys() => {
                     return Err(format!(
-                        "events of {project}/{environment} wait until every key list is synced"
+                        "parked events of {project}/{environment} wait until every key list is synced"
                     ));
                 }
-                tracing::error!(%project, %environment, events,
-                    "dropping events of an environment this relay no longer has a key for");
-                sent.dropped += events as u64;
-                continue;
-            };
+                Role::Parked => {
+                    tracing::error!(%project, %environment, events,
+                        "dropping events of an environment this relay no longer has a key for");
+                    sent.dropped += events as u64;
+                }
+            }
+        }
+        if let Role::Main { parked } = &self.role
+            && !to_park.is_empty()
+        {
+            parked
+                .append(to_park)
+                .await
+                .map_err(|e| format!("cannot park events: {e}"))?;
+        }
+        for (key, project, environment, chunks) in sendable {
             for chunk in chunks {
                 self.post_chunk(key, chunk.lines, &mut sent, &project, &environment)
                     .await?;
@@ -387,6 +479,7 @@ struct Chunk {
 #[derive(Debug, Default)]
 struct Sent {
     forwarded: u64,
+    parked: u64,
     dropped: u64,
 }
 

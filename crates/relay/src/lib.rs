@@ -184,18 +184,39 @@ impl Relay {
             .await?
             .with_events(events.clone())
             .with_upstream(sources.clone());
+        let _ = sources.serving.set(state.snapshots.clone());
         let stop = state.shutdown.subscribe();
         let mut tasks = vec![tokio::spawn(sources.clone().follow_keys(stop.clone()))];
-        let forwarder = forward::Forwarder {
-            sources: sources.clone(),
-            stream: events.stream().clone(),
-            http,
-            instance,
-            backoff_min: config.forward_backoff.0,
-            backoff_max: config.forward_backoff.1,
-            idle_wait: Duration::from_millis(200),
-        };
-        tasks.push(tokio::spawn(forwarder.run(stop)));
+        let parked_dir = config.data_dir.join("parked");
+        let parked: Arc<dyn switchyard_events::EventStream> = Arc::new(
+            switchyard_events::EventLog::open(
+                &parked_dir,
+                config.events.log.clone(),
+                switchyard_events::LogMetrics::default(),
+            )
+            .map_err(io(format!("cannot open {}", parked_dir.display())))?,
+        );
+        for (role, stream) in [
+            (
+                forward::Role::Main {
+                    parked: parked.clone(),
+                },
+                events.stream().clone(),
+            ),
+            (forward::Role::Parked, parked),
+        ] {
+            let forwarder = forward::Forwarder {
+                sources: sources.clone(),
+                role,
+                stream,
+                http: http.clone(),
+                instance: instance.clone(),
+                backoff_min: config.forward_backoff.0,
+                backoff_max: config.forward_backoff.1,
+                idle_wait: Duration::from_millis(200),
+            };
+            tasks.push(tokio::spawn(forwarder.run(stop.clone())));
+        }
         Ok(Relay {
             state,
             sources,

@@ -67,5 +67,15 @@ pub(crate) fn encode(sources: &Sources, out: &mut String) {
         "Bytes of the relay's event log not yet forwarded",
         stats.pending_bytes.clone(),
     );
+    registry.register(
+        "events_parked",
+        "Events parked because their environment was not served; sent once it is",
+        stats.parked.clone(),
+    );
+    registry.register(
+        "parked_pending_bytes",
+        "Bytes of the parked log not yet forwarded",
+        stats.parked_pending_bytes.clone(),
+    );
     let _ = encode_registry(out, &registry);
 }

@@ -85,6 +85,9 @@ pub struct Sources {
     http: reqwest::Client,
     key_refresh: Duration,
     pub(crate) forwarding: Arc<ForwardStats>,
+    /// The snapshots serving the mirror (set once the server state is
+    /// built): an environment counts as served only once it is in them.
+    pub(crate) serving: std::sync::OnceLock<Arc<switchyard_server::snapshots::Snapshots>>,
 }
 
 impl Sources {
@@ -121,6 +124,7 @@ impl Sources {
             http,
             key_refresh,
             forwarding,
+            serving: std::sync::OnceLock::new(),
         });
         for (i, source) in sources.sources.iter().enumerate() {
             match std::fs::read(&source.paths.keys) {
@@ -340,6 +344,27 @@ impl Sources {
         Ok(KeysAnswer::Changed(keys, tag))
     }
 
+    /// Whether the server side serves `copy`: its environment is among the
+    /// snapshots and the relay's own key in the key ring (both follow the
+    /// mirror within moments of a change; until the first time, the
+    /// relay's SDKs would get 401 or 403, so it is not ready).
+    fn in_service(&self, copy: &crate::mirror::SourceCopy, own_key: &str) -> bool {
+        let Some((project, environment)) = copy.served() else {
+            return false;
+        };
+        let Some(snapshots) = self.serving.get() else {
+            return true;
+        };
+        let own = switchyard_store::hash_secret(own_key);
+        let own_id = copy
+            .keys
+            .as_ref()
+            .and_then(|k| k.keys.iter().find(|l| l.secret_hash == own))
+            .map(|l| l.key.id.as_str());
+        snapshots.get(project, environment).is_some()
+            && own_id.is_some_and(|id| snapshots.auth.is_live(id))
+    }
+
     /// Each source's state, for `/readyz` and the metrics.
     pub(crate) fn report(&self) -> Vec<SourceReport> {
         let now = SystemTime::now();
@@ -357,7 +382,7 @@ impl Sources {
                 let config_current = status.as_ref().is_some_and(|s| s.status == Status::Ready);
                 let state = if copy.refused.is_some() {
                     SourceState::Refused
-                } else if copy.served().is_none() {
+                } else if !self.in_service(&copy, &source.key) {
                     SourceState::Missing
                 } else if keys_current && config_current {
                     SourceState::Current

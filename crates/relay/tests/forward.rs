@@ -165,3 +165,188 @@ async fn refused_batches_are_retried_or_halved_and_every_event_arrives_once() {
     );
     relay.state.shutdown.send_replace(true);
 }
+
+const KEY_A: &str = "sy_server_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+const KEY_B: &str = "sy_server_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+
+/// Two environments; the upstream refuses `a`'s key until told otherwise.
+#[derive(Default)]
+struct TwoEnvs {
+    refuse_a: bool,
+    /// (environment, event id) stored, with how often.
+    stored: BTreeMap<(String, String), usize>,
+}
+
+type SharedTwo = Arc<Mutex<TwoEnvs>>;
+
+fn bearer(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The environment of a key; `None` (answer 401) while `a` is refused.
+fn environment_of(s: &SharedTwo, headers: &axum::http::HeaderMap) -> Option<&'static str> {
+    match bearer(headers).as_str() {
+        KEY_A if s.lock().unwrap().refuse_a => None,
+        KEY_A => Some("a"),
+        KEY_B => Some("b"),
+        _ => None,
+    }
+}
+
+async fn two_keys(State(s): State<SharedTwo>, headers: axum::http::HeaderMap) -> Response {
+    let Some(env) = environment_of(&s, &headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let secret = if env == "a" { KEY_A } else { KEY_B };
+    axum::Json(EnvironmentKeys {
+        project: "p".into(),
+        environment: env.into(),
+        keys: vec![LiveApiKey {
+            key: ApiKey {
+                id: format!("key_{env}"),
+                name: String::new(),
+                kind: ApiKeyKind::Server,
+                project: Some("p".into()),
+                environment: Some(env.into()),
+                created_at: time::OffsetDateTime::UNIX_EPOCH,
+                revoked_at: None,
+                prefix: String::new(),
+            },
+            secret_hash: switchyard_store::hash_secret(secret),
+        }],
+    })
+    .into_response()
+}
+
+async fn two_config(State(s): State<SharedTwo>, headers: axum::http::HeaderMap) -> Response {
+    match environment_of(&s, &headers) {
+        Some(env) => {
+            axum::Json(json!({"environment": env, "revision": 1, "flags": []})).into_response()
+        }
+        None => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+async fn two_events(
+    State(s): State<SharedTwo>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(env) = environment_of(&s, &headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let mut s = s.lock().unwrap();
+    for line in String::from_utf8(body.to_vec()).unwrap().lines() {
+        let e: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            e["environment"], env,
+            "sent with the key of its environment"
+        );
+        *s.stored
+            .entry((env.to_string(), e["id"].as_str().unwrap().to_string()))
+            .or_default() += 1;
+    }
+    axum::Json(json!({"accepted": 0, "duplicates": 0, "rejected": []})).into_response()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_a_refused_environment_are_parked_and_do_not_hold_back_the_others() {
+    let shared: SharedTwo = Arc::new(Mutex::new(TwoEnvs {
+        refuse_a: true,
+        ..TwoEnvs::default()
+    }));
+    let app = Router::new()
+        .route("/api/v1/events", post(two_events))
+        .route("/sdk/v1/keys", get(two_keys))
+        .route("/sdk/v1/config", get(two_config))
+        .route(
+            "/sdk/v1/stream",
+            get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+        )
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RelayConfig::new(
+        url,
+        vec![KEY_A.into(), KEY_B.into()],
+        dir.path().to_path_buf(),
+    );
+    config.key_refresh = Duration::from_millis(100);
+    config.forward_backoff = (Duration::from_millis(20), Duration::from_millis(100));
+    let relay = Relay::start(config).await.unwrap();
+    let events = relay.state.events.clone().unwrap();
+    let ingest = |env: &'static str, from: usize| {
+        let events = events.clone();
+        async move {
+            let body: String = (from..from + 20)
+                .map(|i| format!("{{\"type\": \"track\", \"id\": \"{env}-{i}\", \"unit\": \"u-{i}\", \"name\": \"n\"}}\n"))
+                .collect();
+            let r = events
+                .ingest(
+                    "p",
+                    env,
+                    body.as_bytes(),
+                    switchyard_events::BodyFormat::Ndjson,
+                    false,
+                    1_800_000_000_000,
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.accepted, 20);
+        }
+    };
+    // Interleaved in the log: a's events come first.
+    ingest("a", 0).await;
+    ingest("b", 0).await;
+    ingest("a", 20).await;
+    ingest("b", 20).await;
+    let count = |env: &str| {
+        shared
+            .lock()
+            .unwrap()
+            .stored
+            .keys()
+            .filter(|(e, _)| e == env)
+            .count()
+    };
+    let start = Instant::now();
+    while count("b") < 40 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "b's events are held back behind a's"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count("a"), 0, "a is refused: none of its events can arrive");
+    let readiness = switchyard_server::UpstreamHealth::check(relay.sources.as_ref()).1;
+    assert_eq!(readiness["forwarding"]["parked"], 40, "{readiness}");
+
+    shared.lock().unwrap().refuse_a = false;
+    let start = Instant::now();
+    while count("a") < 40 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "a's parked events never arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stored = shared.lock().unwrap().stored.clone();
+    assert_eq!(stored.len(), 80);
+    assert!(stored.values().all(|&n| n == 1), "{stored:?}");
+    let readiness = switchyard_server::UpstreamHealth::check(relay.sources.as_ref()).1;
+    assert_eq!(readiness["forwarding"]["dropped"], 0, "{readiness}");
+    assert_eq!(
+        readiness["forwarding"]["parked_pending_bytes"], 0,
+        "{readiness}"
+    );
+    relay.state.shutdown.send_replace(true);
+}
