@@ -60,14 +60,14 @@ pub struct ForwardStats {
     pub parked: Counter,
     /// Parked-log bytes not yet forwarded.
     pub parked_pending_bytes: Gauge,
-    last_error: Mutex<Option<String>>,
+    /// The last failure of each forwarder (main, parked), while it lasts.
+    last_error: [Mutex<Option<String>>; 2],
 }
 
 impl ForwardStats {
-    fn failed(&self, message: String) {
+    fn failed(&self, role: usize, message: String) {
         self.failures.inc();
-        let mut last = self
-            .last_error
+        let mut last = self.last_error[role]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if last.is_none() {
@@ -76,9 +76,8 @@ impl ForwardStats {
         *last = Some(message);
     }
 
-    fn recovered(&self) {
-        let mut last = self
-            .last_error
+    fn recovered(&self, role: usize) {
+        let mut last = self.last_error[role]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if last.take().is_some() {
@@ -87,18 +86,18 @@ impl ForwardStats {
     }
 
     pub(crate) fn report(&self) -> serde_json::Value {
-        let last = self
-            .last_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let failing = self.last_error.iter().any(|slot| {
+            slot.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_some()
+        });
         json!({
             "pending_bytes": self.pending_bytes.get(),
             "parked_pending_bytes": self.parked_pending_bytes.get(),
             "forwarded": self.forwarded.get(),
             "parked": self.parked.get(),
             "dropped": self.dropped.get(),
-            "failing": last.is_some(),
+            "failing": failing,
         })
     }
 }
@@ -143,6 +142,13 @@ impl Forwarder {
         match self.role {
             Role::Main { .. } => CONSUMER,
             Role::Parked => PARKED_CONSUMER,
+        }
+    }
+
+    fn slot(&self) -> usize {
+        match self.role {
+            Role::Main { .. } => 0,
+            Role::Parked => 1,
         }
     }
 
@@ -201,7 +207,7 @@ impl Forwarder {
             let batch = match self.stream.read(from, READ_BYTES).await {
                 Ok(b) => b,
                 Err(e) => {
-                    stats.failed(format!("reading the relay's log: {e}"));
+                    stats.failed(self.slot(), format!("reading the relay's log: {e}"));
                     if sleep_or_stop(&mut stop, self.backoff_max).await {
                         return;
                     }
@@ -214,26 +220,21 @@ impl Forwarder {
                 }
                 continue;
             }
-            loop {
+            // Set when this read's events that cannot be sent now were
+            // set aside (parked, or put back at the parked log's end): a
+            // retry of the others does not set them aside again.
+            let mut set_aside = None;
+            let sent = loop {
                 // A send in flight at shutdown is abandoned: not committed,
                 // it is sent again after the restart, and dropped by id.
                 let outcome = tokio::select! {
-                    outcome = self.send(&batch.records) => outcome,
+                    outcome = self.send(&batch.records, &mut set_aside) => outcome,
                     _ = stop.wait_for(|s| *s) => return,
                 };
                 match outcome {
-                    Ok(Sent {
-                        forwarded,
-                        parked,
-                        dropped,
-                    }) => {
-                        stats.forwarded.inc_by(forwarded);
-                        stats.parked.inc_by(parked);
-                        stats.dropped.inc_by(dropped);
-                        break;
-                    }
+                    Ok(sent) => break sent,
                     Err(message) => {
-                        stats.failed(message);
+                        stats.failed(self.slot(), message);
                         self.pending(&stats, from);
                         let jittered = wait.mul_f64(0.5 + fastrand::f64() * 0.5);
                         wait = (wait * 2).min(self.backoff_max);
@@ -242,15 +243,28 @@ impl Forwarder {
                         }
                     }
                 }
-            }
-            wait = self.backoff_min;
-            stats.recovered();
+            };
+            stats.forwarded.inc_by(sent.forwarded);
+            stats.parked.inc_by(sent.parked);
+            stats.dropped.inc_by(sent.dropped);
+            stats.recovered(self.slot());
             if let Err(e) = self.stream.commit(consumer, batch.next).await {
                 // Sent but not committed: a restart sends them again, and
                 // the upstream drops them by id.
                 tracing::warn!(error = %e, "cannot commit the forwarder's offset");
             }
             from = batch.next;
+            if sent.waiting > 0 && sent.forwarded == 0 {
+                // Only events that must wait: they are back at the end of
+                // the parked log; look again after a backoff, not at once.
+                let jittered = wait.mul_f64(0.5 + fastrand::f64() * 0.5);
+                wait = (wait * 2).min(self.backoff_max);
+                if sleep_or_stop(&mut stop, jittered).await {
+                    return;
+                }
+            } else {
+                wait = self.backoff_min;
+            }
         }
     }
 
@@ -300,7 +314,11 @@ impl Forwarder {
     /// Sends every event of `records` upstream, grouped by environment in
     /// log order; `Err` when some must be sent again (then all are: the
     /// upstream drops the repeated ones by id).
-    async fn send(&self, records: &[switchyard_events::StoredRecord]) -> Result<Sent, String> {
+    async fn send(
+        &self,
+        records: &[switchyard_events::StoredRecord],
+        set_aside: &mut Option<Sent>,
+    ) -> Result<Sent, String> {
         let mut sent = Sent::default();
         // (project, environment, chunks of NDJSON lines within the bounds)
         let mut groups: Vec<(String, String, Vec<Chunk>)> = Vec::new();
@@ -336,48 +354,58 @@ impl Forwarder {
                 chunk.lines.push(line);
             }
         }
-        let mut to_park = switchyard_events::EncodedBatch::default();
+        // Lines that cannot be sent now: parked (main log), or put back at
+        // the end of the parked log (parked log), so that they hold back
+        // neither other environments nor each other.
+        let mut aside = switchyard_events::EncodedBatch::default();
+        let mut aside_counts = Sent::default();
         let mut sendable = Vec::with_capacity(groups.len());
         for (project, environment, chunks) in groups {
-            let events: usize = chunks.iter().map(|c| c.lines.len()).sum();
+            let events = chunks.iter().map(|c| c.lines.len()).sum::<usize>() as u64;
             if let Some(key) = self.sources.key_of(&project, &environment) {
                 sendable.push((key, project, environment, chunks));
                 continue;
             }
-            match &self.role {
-                // Not served now: parked, so the others go on.
-                Role::Main { .. } => {
-                    for line in chunks.iter().flat_map(|c| &c.lines) {
-                        let line = line.strip_suffix(b"\n").unwrap_or(line);
-                        to_park.push_raw(line, None);
-                    }
-                    sent.parked += events as u64;
-                }
-                Role::Parked if self.sources.knows(&project, &environment) => {
-                    return Err(format!(
-                        "{project}/{environment} is not served right now (the upstream refuses \
-                         its key, or its configuration has not arrived); its parked events wait"
-                    ));
-                }
-                Role::Parked if !self.sources.all_have_keys() => {
-                    return Err(format!(
-                        "parked events of {project}/{environment} wait until every key list is synced"
-                    ));
-                }
-                Role::Parked => {
-                    tracing::error!(%project, %environment, events,
-                        "dropping events of an environment this relay no longer has a key for");
-                    sent.dropped += events as u64;
+            let may_be_served =
+                self.sources.knows(&project, &environment) || !self.sources.all_have_keys();
+            if matches!(self.role, Role::Parked) && !may_be_served {
+                tracing::error!(%project, %environment, events,
+                    "dropping events of an environment this relay no longer has a key for");
+                sent.dropped += events;
+                continue;
+            }
+            if set_aside.is_some() {
+                continue;
+            }
+            for line in chunks.iter().flat_map(|c| &c.lines) {
+                let line = line.strip_suffix(b"\n").unwrap_or(line);
+                if !aside.push_raw(line, None) {
+                    tracing::error!(%project, %environment, bytes = line.len(),
+                        "an event too large to park; dropped");
+                    aside_counts.dropped += 1;
                 }
             }
+            match self.role {
+                Role::Main { .. } => aside_counts.parked += events,
+                Role::Parked => aside_counts.waiting += events,
+            }
         }
-        if let Role::Main { parked } = &self.role
-            && !to_park.is_empty()
-        {
-            parked
-                .append(to_park)
-                .await
-                .map_err(|e| format!("cannot park events: {e}"))?;
+        if set_aside.is_none() {
+            if !aside.is_empty() {
+                let log = match &self.role {
+                    Role::Main { parked } => parked,
+                    Role::Parked => &self.stream,
+                };
+                log.append(aside)
+                    .await
+                    .map_err(|e| format!("cannot park events: {e}"))?;
+            }
+            *set_aside = Some(aside_counts);
+        }
+        if let Some(done) = set_aside {
+            sent.parked += done.parked;
+            sent.waiting += done.waiting;
+            sent.dropped += done.dropped;
         }
         for (key, project, environment, chunks) in sendable {
             for chunk in chunks {
@@ -480,6 +508,8 @@ struct Chunk {
 struct Sent {
     forwarded: u64,
     parked: u64,
+    /// Parked events put back to wait for their environment.
+    waiting: u64,
     dropped: u64,
 }
 

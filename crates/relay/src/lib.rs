@@ -196,6 +196,7 @@ impl Relay {
             )
             .map_err(io(format!("cannot open {}", parked_dir.display())))?,
         );
+        let _ = sources.parked.set(parked.clone());
         for (role, stream) in [
             (
                 forward::Role::Main {

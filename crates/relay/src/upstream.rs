@@ -88,6 +88,8 @@ pub struct Sources {
     /// The snapshots serving the mirror (set once the server state is
     /// built): an environment counts as served only once it is in them.
     pub(crate) serving: std::sync::OnceLock<Arc<switchyard_server::snapshots::Snapshots>>,
+    /// The parked log, whose health `/readyz` reports.
+    pub(crate) parked: std::sync::OnceLock<Arc<dyn switchyard_events::EventStream>>,
 }
 
 impl Sources {
@@ -125,6 +127,7 @@ impl Sources {
             key_refresh,
             forwarding,
             serving: std::sync::OnceLock::new(),
+            parked: std::sync::OnceLock::new(),
         });
         for (i, source) in sources.sources.iter().enumerate() {
             match std::fs::read(&source.paths.keys) {
@@ -465,11 +468,26 @@ impl switchyard_server::UpstreamHealth for Sources {
             .map(|&state| (state.name().to_string(), json!(count(state))))
             .collect();
         let forwarding = self.forwarding.report();
+        // A parked log that cannot write would stop the main forwarder as
+        // soon as an event must be parked: not ready, as for the event log.
+        let parked_log = match self.parked.get().map(|p| p.health()) {
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: the parked-event log cannot write");
+                "cannot_write"
+            }
+            _ => "ok",
+        };
+        let freshness = if parked_log == "ok" {
+            freshness
+        } else {
+            Freshness::Missing
+        };
         (
             freshness,
             json!({
                 "environments": environments,
                 "forwarding": forwarding,
+                "parked_log": parked_log,
             }),
         )
     }

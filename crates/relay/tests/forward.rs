@@ -168,11 +168,13 @@ async fn refused_batches_are_retried_or_halved_and_every_event_arrives_once() {
 
 const KEY_A: &str = "sy_server_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 const KEY_B: &str = "sy_server_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+const KEY_C: &str = "sy_server_CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC";
 
-/// Two environments; the upstream refuses `a`'s key until told otherwise.
+/// Three environments; the upstream refuses the keys of those in
+/// `refused`.
 #[derive(Default)]
 struct TwoEnvs {
-    refuse_a: bool,
+    refused: std::collections::BTreeSet<&'static str>,
     /// (environment, event id) stored, with how often.
     stored: BTreeMap<(String, String), usize>,
 }
@@ -188,21 +190,26 @@ fn bearer(headers: &axum::http::HeaderMap) -> String {
         .to_string()
 }
 
-/// The environment of a key; `None` (answer 401) while `a` is refused.
+/// The environment of a key; `None` (answer 401) while it is refused.
 fn environment_of(s: &SharedTwo, headers: &axum::http::HeaderMap) -> Option<&'static str> {
-    match bearer(headers).as_str() {
-        KEY_A if s.lock().unwrap().refuse_a => None,
-        KEY_A => Some("a"),
-        KEY_B => Some("b"),
-        _ => None,
-    }
+    let env = match bearer(headers).as_str() {
+        KEY_A => "a",
+        KEY_B => "b",
+        KEY_C => "c",
+        _ => return None,
+    };
+    (!s.lock().unwrap().refused.contains(env)).then_some(env)
 }
 
 async fn two_keys(State(s): State<SharedTwo>, headers: axum::http::HeaderMap) -> Response {
     let Some(env) = environment_of(&s, &headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let secret = if env == "a" { KEY_A } else { KEY_B };
+    let secret = match env {
+        "a" => KEY_A,
+        "b" => KEY_B,
+        _ => KEY_C,
+    };
     axum::Json(EnvironmentKeys {
         project: "p".into(),
         environment: env.into(),
@@ -255,9 +262,9 @@ async fn two_events(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_of_a_refused_environment_are_parked_and_do_not_hold_back_the_others() {
+async fn events_of_a_refused_environment_are_parked_and_hold_back_no_other() {
     let shared: SharedTwo = Arc::new(Mutex::new(TwoEnvs {
-        refuse_a: true,
+        refused: ["a", "c"].into_iter().collect(),
         ..TwoEnvs::default()
     }));
     let app = Router::new()
@@ -276,7 +283,7 @@ async fn events_of_a_refused_environment_are_parked_and_do_not_hold_back_the_oth
     let dir = tempfile::tempdir().unwrap();
     let mut config = RelayConfig::new(
         url,
-        vec![KEY_A.into(), KEY_B.into()],
+        vec![KEY_A.into(), KEY_B.into(), KEY_C.into()],
         dir.path().to_path_buf(),
     );
     config.key_refresh = Duration::from_millis(100);
@@ -303,11 +310,12 @@ async fn events_of_a_refused_environment_are_parked_and_do_not_hold_back_the_oth
             assert_eq!(r.accepted, 20);
         }
     };
-    // Interleaved in the log: a's events come first.
-    ingest("a", 0).await;
-    ingest("b", 0).await;
-    ingest("a", 20).await;
-    ingest("b", 20).await;
+    // Interleaved in the log, the refused environments' events first.
+    for from in [0, 20] {
+        ingest("a", from).await;
+        ingest("c", from).await;
+        ingest("b", from).await;
+    }
     let count = |env: &str| {
         shared
             .lock()
@@ -317,33 +325,38 @@ async fn events_of_a_refused_environment_are_parked_and_do_not_hold_back_the_oth
             .filter(|(e, _)| e == env)
             .count()
     };
-    let start = Instant::now();
-    while count("b") < 40 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "b's events are held back behind a's"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(count("a"), 0, "a is refused: none of its events can arrive");
+    let until = |env: &'static str, what: &'static str| {
+        let count = &count;
+        async move {
+            let start = Instant::now();
+            while count(env) < 40 {
+                assert!(start.elapsed() < Duration::from_secs(10), "{what}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    until("b", "b's events are held back behind a's and c's").await;
+    assert_eq!(count("a") + count("c"), 0, "a and c are refused");
     let readiness = switchyard_server::UpstreamHealth::check(relay.sources.as_ref()).1;
-    assert_eq!(readiness["forwarding"]["parked"], 40, "{readiness}");
+    assert_eq!(readiness["forwarding"]["parked"], 80, "{readiness}");
 
-    shared.lock().unwrap().refuse_a = false;
-    let start = Instant::now();
-    while count("a") < 40 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "a's parked events never arrive"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // c is taken again while a is not: c's parked events are not held
+    // back behind a's, which come first in the parked log.
+    shared.lock().unwrap().refused.remove("c");
+    until("c", "c's parked events wait behind a's").await;
+    assert_eq!(count("a"), 0);
+    shared.lock().unwrap().refused.remove("a");
+    until("a", "a's parked events never arrive").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stored = shared.lock().unwrap().stored.clone();
-    assert_eq!(stored.len(), 80);
+    assert_eq!(stored.len(), 120);
     assert!(stored.values().all(|&n| n == 1), "{stored:?}");
     let readiness = switchyard_server::UpstreamHealth::check(relay.sources.as_ref()).1;
     assert_eq!(readiness["forwarding"]["dropped"], 0, "{readiness}");
+    assert_eq!(
+        readiness["forwarding"]["parked"], 80,
+        "parked once each: {readiness}"
+    );
     assert_eq!(
         readiness["forwarding"]["parked_pending_bytes"], 0,
         "{readiness}"
