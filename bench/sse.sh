@@ -25,7 +25,11 @@
 # A stream asked as a connection's first request takes the server's lean
 # path (crates/server/src/net/sse.rs); MODES=lean,hyper also runs each
 # count with a `GET /healthz` sent first on every connection, so that
-# hyper serves the streams, for comparison.
+# hyper serves the streams, for comparison. MODES=relay holds the streams
+# on a `switchyard relay` of the environment (on $SERVER_CPU, beside the
+# server it syncs from) and makes the change on the server: the relay's
+# memory per stream, and the time from the change to every client of the
+# relay.
 #
 # Environment: CLIENTS (comma-separated counts, one run each, default
 # 10000,100000), MODES (lean), PORT (18090), SERVER_CPU (0), LOAD_CPU (1),
@@ -57,7 +61,13 @@ ulimit -n "$HARD"
 
 WORK=$(mktemp -d)
 SERVER_PID=""
+RELAY_PID=""
 stop_server() {
+    if [[ -n "$RELAY_PID" ]] && kill -0 "$RELAY_PID" 2>/dev/null; then
+        kill "$RELAY_PID" 2>/dev/null || true
+        wait "$RELAY_PID" 2>/dev/null || true
+    fi
+    RELAY_PID=""
     if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
@@ -85,7 +95,7 @@ run() { # CLIENTS MODE
         echo "== $n streams need $n descriptors in one process; the hard limit is $HARD: holding $room instead" >&2
         n=$room
     fi
-    rm -rf "$WORK/data"
+    rm -rf "$WORK/data" "$WORK/relay"
     echo "== starting the server on CPU $SERVER_CPU ($THREADS runtime threads)" >&2
     RUST_LOG=info taskset -c "$SERVER_CPU" "$SERVER_BIN" serve \
         --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" --threads "$THREADS" \
@@ -123,9 +133,25 @@ run() { # CLIENTS MODE
     local doc
     doc=$(curl -fsS "$URL/sdk/v1/config" -H "Authorization: Bearer $key" | wc -c)
 
+    local stream_url=$URL holder=$SERVER_PID
+    if [[ "$mode" == relay ]]; then
+        local relay_port=$(( PORT + 1 ))
+        stream_url="http://127.0.0.1:$relay_port"
+        SWITCHYARD_RELAY_KEYS=$key RUST_LOG=info taskset -c "$SERVER_CPU" "$SERVER_BIN" relay \
+            --upstream "$URL" --data-dir "$WORK/relay" --listen "127.0.0.1:$relay_port" \
+            --threads "$THREADS" >"$WORK/relay.out" 2>"$WORK/relay.err" &
+        RELAY_PID=$!
+        for _ in $(seq 1 300); do
+            [[ $(curl -fsS "$stream_url/readyz" 2>/dev/null | jq -r .status 2>/dev/null) == ready ]] && break
+            kill -0 "$RELAY_PID" 2>/dev/null || { cat "$WORK/relay.err" >&2; exit 1; }
+            sleep 0.1
+        done
+        holder=$RELAY_PID
+    fi
+
     echo "== $n streams, $mode path (document $doc bytes)" >&2
-    taskset -c "$LOAD_CPU" "$LOADGEN" --threads 1 sse --url "$URL" -n "$n" "${before[@]}" \
-        -H "Authorization: Bearer $key" --server-pid "$SERVER_PID" --hold 2 \
+    taskset -c "$LOAD_CPU" "$LOADGEN" --threads 1 sse --url "$stream_url" -n "$n" "${before[@]}" \
+        -H "Authorization: Bearer $key" --server-pid "$holder" --hold 2 --trigger-url "$URL" \
         --trigger-method PATCH --trigger-path /api/v1/projects/bench/flags/bench-flag-19/environments/production \
         --trigger-body '{"enabled": false}' --trigger-header "Authorization: Bearer $ADMIN" \
         --trigger-header "If-Match: $etag" \
@@ -144,7 +170,7 @@ done
 echo
 jq -r '
   def r1: . * 10 | round / 10;
-  "\(.mode) path: \(.held) of \(.clients) streams held (\(.sources) source addresses, connected in \(.connect_s | r1) s, \(.held_at_end) at the end, \(.dropped) dropped): server \(.server_rss_kib_before / 1024 | r1) MiB before, \(.server_rss_kib_held / 1024 | r1) MiB holding them = \(.server_kib_per_stream | r1) KiB per stream; load generator \(.loadgen_kib_per_stream | r1) KiB per stream",
+  "\(.mode) path: \(.held) of \(.clients) streams held (\(.sources) source addresses, connected in \(.connect_s | r1) s, \(.held_at_end) at the end, \(.dropped) dropped): the process holding them (the relay on the relay path) \(.server_rss_kib_before / 1024 | r1) MiB before, \(.server_rss_kib_held / 1024 | r1) MiB holding them = \(.server_kib_per_stream | r1) KiB per stream; load generator \(.loadgen_kib_per_stream | r1) KiB per stream",
   (if .change != null then
      "  one change (document \(.document_bytes) bytes) reached \(.change.received) of \(.held): p50 \(.change.latency.p50_ms | round) ms, p99 \(.change.latency.p99_ms | round) ms, max \(.change.latency.max_ms | round) ms (target < 1000 ms); CPU meanwhile: server \(.change.server_cpu_s) s, load generator \(.change.loadgen_cpu_s) s"
    else empty end)

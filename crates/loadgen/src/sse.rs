@@ -69,6 +69,10 @@ pub struct Args {
     /// next event each client gets is timed from it.
     #[arg(long)]
     trigger_path: Option<String>,
+    /// Base URL the trigger goes to, when not `--url` (streams held on a
+    /// relay, the change made on its upstream).
+    #[arg(long)]
+    trigger_url: Option<String>,
     #[arg(long, default_value = "POST")]
     trigger_method: String,
     #[arg(long)]
@@ -174,10 +178,14 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
 
     let mut change = serde_json::Value::Null;
     if let Some(path) = &args.trigger_path {
+        let trigger_target = match &args.trigger_url {
+            Some(url) => Target::parse(url)?,
+            None => Target::parse(&args.url)?,
+        };
         let mut req = Request::builder()
             .method(args.trigger_method.as_str())
             .uri(path.as_str())
-            .header(HOST, target.authority.clone());
+            .header(HOST, trigger_target.authority.clone());
         for h in &args.trigger_headers {
             let (n, v) = parse_header(h)?;
             req = req.header(n, v);
@@ -187,7 +195,7 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
         let req = req.body(Full::new(Bytes::from(body)))?;
-        let mut sender = target.connect().await?;
+        let mut sender = trigger_target.connect().await?;
         let cpu_before = (
             args.server_pid.and_then(cpu_time),
             cpu_time(std::process::id()),
