@@ -237,6 +237,37 @@ async fn through_a_relay_openfeature_evaluates_as_directly_and_changes_arrive_wi
     .await;
     sdk.close().await;
     sdk_chained.close().await;
+
+    // Events sent to the chained relay go through the first one to the
+    // server, once each, those without ids too.
+    assert_eq!(
+        post_events(
+            &chained.url(),
+            &client_key,
+            &batch("relay-chained", 30, false)
+        )
+        .await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post_events(
+            &chained.url(),
+            &client_key,
+            &batch("relay-chained-ids", 20, true)
+        )
+        .await,
+        StatusCode::OK
+    );
+    let want: BTreeMap<String, (usize, usize)> = [("relay-chained", 30), ("relay-chained-ids", 20)]
+        .into_iter()
+        .map(|(n, c)| (n.to_string(), (c, c)))
+        .collect();
+    until(
+        Duration::from_secs(10),
+        "events through two relays",
+        || async { stored(&server).await == want },
+    )
+    .await;
 }
 
 /// Posts `events` to `url` with `key`; the status.
