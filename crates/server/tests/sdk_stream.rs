@@ -16,39 +16,15 @@ const ACTOR: &str = "test";
 
 /// A flag of our own (on in production) and a server and a client key.
 async fn setup(server: &TestServer) -> (String, String) {
-    let input: FlagInput = serde_json::from_value(json!({
-        "key": "s-switch", "name": "switch", "type": "boolean",
-        "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
-        "environments": {"production": {"enabled": true, "off_variation": "off",
-                                        "fallthrough": {"variation": "on"}}}}))
-    .expect("flag input");
     server
-        .store
-        .create_flag(ACTOR, "demo", input)
-        .await
-        .expect("create flag");
-    server
-        .state
-        .snapshots
-        .reload_project("demo", None)
-        .await
-        .expect("reload");
-    let key = |kind| ApiKeyInput {
-        name: "sdk".into(),
-        kind,
-        project: Some("demo".into()),
-        environment: Some("production".into()),
-    };
-    let srv = server
-        .store
-        .create_api_key(ACTOR, key(ApiKeyKind::Server))
-        .await
-        .expect("server key");
-    let cli = server
-        .store
-        .create_api_key(ACTOR, key(ApiKeyKind::Client))
-        .await
-        .expect("client key");
+        .add_demo_flag(json!({
+            "key": "s-switch", "name": "switch", "type": "boolean",
+            "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+            "environments": {"production": {"enabled": true, "off_variation": "off",
+                                            "fallthrough": {"variation": "on"}}}}))
+        .await;
+    let srv = server.demo_sdk_key(ApiKeyKind::Server).await;
+    let cli = server.demo_sdk_key(ApiKeyKind::Client).await;
     (srv.secret, cli.secret)
 }
 

@@ -11,45 +11,22 @@ use std::time::Duration;
 use common::{Backend, TestServer, start, start_with};
 use serde_json::{Value, json};
 use switchyard_server::ServerConfig;
-use switchyard_store::{ApiKeyInput, ApiKeyKind, FlagInput};
+use switchyard_store::ApiKeyKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const ACTOR: &str = "test";
 const WAIT: Duration = Duration::from_secs(5);
 
 /// A flag of our own in `demo`/production and a server key: (key id, secret).
 async fn setup(server: &TestServer) -> (String, String) {
-    let input: FlagInput = serde_json::from_value(json!({
-        "key": "w-switch", "name": "switch", "type": "boolean",
-        "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
-        "environments": {"production": {"enabled": true, "off_variation": "off",
-                                        "fallthrough": {"variation": "on"}}}}))
-    .expect("flag input");
     server
-        .store
-        .create_flag(ACTOR, "demo", input)
-        .await
-        .expect("create flag");
-    server
-        .state
-        .snapshots
-        .reload_project("demo", None)
-        .await
-        .expect("reload");
-    let key = server
-        .store
-        .create_api_key(
-            ACTOR,
-            ApiKeyInput {
-                name: "sdk".into(),
-                kind: ApiKeyKind::Server,
-                project: Some("demo".into()),
-                environment: Some("production".into()),
-            },
-        )
-        .await
-        .expect("server key");
+        .add_demo_flag(json!({
+            "key": "w-switch", "name": "switch", "type": "boolean",
+            "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+            "environments": {"production": {"enabled": true, "off_variation": "off",
+                                            "fallthrough": {"variation": "on"}}}}))
+        .await;
+    let key = server.demo_sdk_key(ApiKeyKind::Server).await;
     (key.key.id, key.secret)
 }
 

@@ -129,6 +129,40 @@ async fn start_full(
 }
 
 impl TestServer {
+    /// Creates a flag (its `FlagInput` as JSON) in `demo` and reloads the
+    /// project's snapshots.
+    pub async fn add_demo_flag(&self, flag: serde_json::Value) {
+        let input: switchyard_store::FlagInput = serde_json::from_value(flag).expect("flag input");
+        self.store
+            .create_flag("test", "demo", input)
+            .await
+            .expect("create flag");
+        self.state
+            .snapshots
+            .reload_project("demo", None)
+            .await
+            .expect("reload");
+    }
+
+    /// A new SDK key of `kind` for `demo`/production, made in the store.
+    pub async fn demo_sdk_key(
+        &self,
+        kind: switchyard_store::ApiKeyKind,
+    ) -> switchyard_store::CreatedApiKey {
+        self.store
+            .create_api_key(
+                "test",
+                switchyard_store::ApiKeyInput {
+                    name: "sdk".into(),
+                    kind,
+                    project: Some("demo".into()),
+                    environment: Some("production".into()),
+                },
+            )
+            .await
+            .expect("sdk key")
+    }
+
     /// `GET /metrics` with the admin key (it needs one on the API listener).
     pub async fn metrics_text(&self) -> String {
         reqwest::Client::new()
