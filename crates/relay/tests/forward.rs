@@ -29,6 +29,49 @@ struct Upstream {
 
 type Shared = Arc<Mutex<Upstream>>;
 
+/// The key list of `p`/`environment`: the one server key `secret`.
+fn key_list(environment: &str, secret: &str) -> EnvironmentKeys {
+    EnvironmentKeys {
+        project: "p".into(),
+        environment: environment.into(),
+        keys: vec![LiveApiKey {
+            key: ApiKey {
+                id: format!("key_{environment}"),
+                name: String::new(),
+                kind: ApiKeyKind::Server,
+                project: Some("p".into()),
+                environment: Some(environment.into()),
+                created_at: time::OffsetDateTime::UNIX_EPOCH,
+                revoked_at: None,
+                prefix: String::new(),
+            },
+            secret_hash: switchyard_store::hash_secret(secret),
+        }],
+    }
+}
+
+/// Serves `app` as the upstream, with a stream that is never available
+/// (the relay polls); its base URL.
+async fn serve_upstream(app: Router) -> String {
+    let app = app.route(
+        "/sdk/v1/stream",
+        get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// A relay of `keys` from `url`, quick to poll and to retry.
+fn relay_config(url: String, keys: &[&str], dir: &std::path::Path) -> RelayConfig {
+    let keys = keys.iter().map(|k| k.to_string()).collect();
+    let mut config = RelayConfig::new(url, keys, dir.to_path_buf());
+    config.key_refresh = Duration::from_millis(100);
+    config.forward_backoff = (Duration::from_millis(20), Duration::from_millis(100));
+    config
+}
+
 async fn events(State(s): State<Shared>, body: Bytes) -> Response {
     let text = String::from_utf8(body.to_vec()).unwrap();
     let lines: Vec<Value> = text
@@ -57,23 +100,7 @@ async fn events(State(s): State<Shared>, body: Bytes) -> Response {
 }
 
 async fn keys() -> Response {
-    let list = EnvironmentKeys {
-        project: "p".into(),
-        environment: "production".into(),
-        keys: vec![LiveApiKey {
-            key: ApiKey {
-                id: "key_relay".into(),
-                name: String::new(),
-                kind: ApiKeyKind::Server,
-                project: Some("p".into()),
-                environment: Some("production".into()),
-                created_at: time::OffsetDateTime::UNIX_EPOCH,
-                revoked_at: None,
-                prefix: String::new(),
-            },
-            secret_hash: switchyard_store::hash_secret(KEY),
-        }],
-    };
+    let list = key_list("production", KEY);
     axum::Json(list).into_response()
 }
 
@@ -88,19 +115,12 @@ async fn refused_batches_are_retried_or_halved_and_every_event_arrives_once() {
         .route("/api/v1/events", post(events))
         .route("/sdk/v1/keys", get(keys))
         .route("/sdk/v1/config", get(config))
-        .route(
-            "/sdk/v1/stream",
-            get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
-        )
         .with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
+    let url = serve_upstream(app).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = RelayConfig::new(url, vec![KEY.into()], dir.path().to_path_buf());
-    config.forward_backoff = (Duration::from_millis(20), Duration::from_millis(100));
-    let relay = Relay::start(config).await.unwrap();
+    let relay = Relay::start(relay_config(url, &[KEY], dir.path()))
+        .await
+        .unwrap();
     let events = relay.state.events.clone().unwrap();
     let mut body = String::new();
     for i in 0..10 {
@@ -210,24 +230,7 @@ async fn two_keys(State(s): State<SharedTwo>, headers: axum::http::HeaderMap) ->
         "b" => KEY_B,
         _ => KEY_C,
     };
-    axum::Json(EnvironmentKeys {
-        project: "p".into(),
-        environment: env.into(),
-        keys: vec![LiveApiKey {
-            key: ApiKey {
-                id: format!("key_{env}"),
-                name: String::new(),
-                kind: ApiKeyKind::Server,
-                project: Some("p".into()),
-                environment: Some(env.into()),
-                created_at: time::OffsetDateTime::UNIX_EPOCH,
-                revoked_at: None,
-                prefix: String::new(),
-            },
-            secret_hash: switchyard_store::hash_secret(secret),
-        }],
-    })
-    .into_response()
+    axum::Json(key_list(env, secret)).into_response()
 }
 
 async fn two_config(State(s): State<SharedTwo>, headers: axum::http::HeaderMap) -> Response {
@@ -271,24 +274,12 @@ async fn events_of_a_refused_environment_are_parked_and_hold_back_no_other() {
         .route("/api/v1/events", post(two_events))
         .route("/sdk/v1/keys", get(two_keys))
         .route("/sdk/v1/config", get(two_config))
-        .route(
-            "/sdk/v1/stream",
-            get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
-        )
         .with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
+    let url = serve_upstream(app).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = RelayConfig::new(
-        url,
-        vec![KEY_A.into(), KEY_B.into(), KEY_C.into()],
-        dir.path().to_path_buf(),
-    );
-    config.key_refresh = Duration::from_millis(100);
-    config.forward_backoff = (Duration::from_millis(20), Duration::from_millis(100));
-    let relay = Relay::start(config).await.unwrap();
+    let relay = Relay::start(relay_config(url, &[KEY_A, KEY_B, KEY_C], dir.path()))
+        .await
+        .unwrap();
     let events = relay.state.events.clone().unwrap();
     let ingest = |env: &'static str, from: usize| {
         let events = events.clone();
