@@ -23,6 +23,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-10}
 ROUNDS=${ROUNDS:-3}
@@ -72,31 +74,9 @@ done
 ADMIN=$(awk '$1 ~ /^sy_/ {print $1; exit}' "$WORK/serve.out")
 [[ -n "$ADMIN" ]] || { echo "no admin key in the server's output" >&2; cat "$WORK/serve.out" >&2; exit 1; }
 
-api() { # METHOD PATH [BODY] [extra curl args...]
-    local method=$1 path=$2 body=${3:-}
-    shift 3 || shift $#
-    curl -fsS -X "$method" "$URL/api/v1$path" -H "Authorization: Bearer $ADMIN" \
-        -H 'Content-Type: application/json' ${body:+--data "$body"} "$@"
-}
 
 echo "== creating project bench: 20 flags of five rules each" >&2
-api POST /projects '{"key": "bench", "name": "Benchmark"}' >/dev/null
-api POST /projects/bench/environments '{"key": "production", "name": "Production"}' >/dev/null
-for i in $(seq -w 0 19); do
-    api POST /projects/bench/flags "$(jq -n --arg key "bench-flag-$i" '{
-      key: $key, name: $key, type: "string",
-      variations: [{key: "a", value: "A"}, {key: "b", value: "B"}, {key: "c", value: "C"}],
-      environments: {production: {enabled: true, off_variation: "a",
-        rules: [
-          {conditions: [{attribute: "email", op: "ends_with", value: "@example.com"}], serve: {variation: "b"}},
-          {conditions: [{attribute: "country", op: "in", value: ["DE", "FR", "NL", "SE", "NO"]}], serve: {variation: "c"}},
-          {conditions: [{attribute: "age", op: "gte", value: 65}], serve: {variation: "b"}},
-          {conditions: [{attribute: "app_version", op: "semver_lt", value: "2.0.0"}], serve: {variation: "a"}},
-          {conditions: [{attribute: "plan", op: "equals", value: "pro"}],
-           serve: {split: {weights: [{variation: "b", weight: 5000}, {variation: "c", weight: 5000}]}}}],
-        fallthrough: {variation: "a"}}}}')" >/dev/null
-done
-SDK_KEY=$(api POST /api-keys '{"name": "bench", "kind": "server", "project": "bench", "environment": "production"}' | jq -r .secret)
+SDK_KEY=$(create_bench_project)
 
 # The context misses the first four rules and lands in the fifth rule's split.
 CONTEXT='{"context": {"targetingKey": "user-48213", "email": "someone@customer.org", "country": "US", "age": 34, "app_version": "2.4.1", "plan": "pro"}}'

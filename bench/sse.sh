@@ -37,6 +37,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 CLIENTS=${CLIENTS:-10000,100000}
 PORT=${PORT:-18090}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -80,12 +82,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-api() { # METHOD PATH [BODY] [extra curl args...]
-    local method=$1 path=$2 body=${3:-}
-    shift 3 || shift $#
-    curl -fsS -X "$method" "$URL/api/v1$path" -H "Authorization: Bearer $ADMIN" \
-        -H 'Content-Type: application/json' ${body:+--data "$body"} "$@"
-}
 
 run() { # CLIENTS MODE
     local n=$1 mode=$2 room=$(( HARD - 300 ))
@@ -110,24 +106,8 @@ run() { # CLIENTS MODE
     ADMIN=$(awk '$1 ~ /^sy_/ {print $1; exit}' "$WORK/serve.out")
     [[ -n "$ADMIN" ]] || { echo "no admin key in the server's output" >&2; exit 1; }
 
-    api POST /projects '{"key": "bench", "name": "Benchmark"}' >/dev/null
-    api POST /projects/bench/environments '{"key": "production", "name": "Production"}' >/dev/null
-    for i in $(seq -w 0 19); do
-        api POST /projects/bench/flags "$(jq -n --arg key "bench-flag-$i" '{
-          key: $key, name: $key, type: "string",
-          variations: [{key: "a", value: "A"}, {key: "b", value: "B"}, {key: "c", value: "C"}],
-          environments: {production: {enabled: true, off_variation: "a",
-            rules: [
-              {conditions: [{attribute: "email", op: "ends_with", value: "@example.com"}], serve: {variation: "b"}},
-              {conditions: [{attribute: "country", op: "in", value: ["DE", "FR", "NL", "SE", "NO"]}], serve: {variation: "c"}},
-              {conditions: [{attribute: "age", op: "gte", value: 65}], serve: {variation: "b"}},
-              {conditions: [{attribute: "app_version", op: "semver_lt", value: "2.0.0"}], serve: {variation: "a"}},
-              {conditions: [{attribute: "plan", op: "equals", value: "pro"}],
-               serve: {split: {weights: [{variation: "b", weight: 5000}, {variation: "c", weight: 5000}]}}}],
-            fallthrough: {variation: "a"}}}}')" >/dev/null
-    done
     local key etag
-    key=$(api POST /api-keys '{"name": "bench", "kind": "server", "project": "bench", "environment": "production"}' | jq -r .secret)
+    key=$(create_bench_project)
     etag=$(curl -fsS -o /dev/null -D - "$URL/api/v1/projects/bench/flags/bench-flag-19" \
         -H "Authorization: Bearer $ADMIN" | awk -F': ' 'tolower($1) == "etag" {print $2}' | tr -d '\r')
     local doc
