@@ -19,8 +19,10 @@
 //! back the others: it is parked, as the NDJSON line it would be sent as
 //! (its id included), in a second durable log, and the main log moves on.
 //! A second forwarder sends the parked lines once their environment is
-//! served again, waits while it may be, and drops (counted) only those of
-//! an environment no source names once every key list is synced.
+//! served again; lines whose environment may still be served later go
+//! back to the end of the parked log (looked at again after a backoff),
+//! and only those of an environment no source names, once every key list
+//! is synced, are dropped (counted).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
