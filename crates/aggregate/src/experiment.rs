@@ -340,7 +340,7 @@ impl ExperimentState {
     }
 
     /// Merges the oldest buckets while there are more than `max`.
-    fn trim_buckets(&mut self, max: usize) {
+    pub(crate) fn trim_buckets(&mut self, max: usize) {
         while self.buckets.len() > max.max(1) {
             let Some((_, first)) = self.buckets.pop_first() else {
                 return;

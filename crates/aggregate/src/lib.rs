@@ -19,6 +19,8 @@
 //! - `checkpoint.rs`: the state as bytes (and back), and the atomic file
 //!   write (temp file, fsync, rename, fsync of the directory).
 //! - `hash.rs`: the keyed 64-bit unit hash and its collision bound.
+//! - `merge.rs`: [`Aggregator::merge`], the union of the aggregators of a
+//!   stream partitioned by unit (a cluster's workers), for results.
 //! - `guardrail.rs`: which results call for an alert (a harmed guardrail
 //!   metric under a sequential test, a sample ratio mismatch).
 //!
@@ -40,6 +42,7 @@ pub mod checkpoint;
 mod experiment;
 pub mod guardrail;
 pub mod hash;
+mod merge;
 mod moments;
 mod replay;
 mod results;
