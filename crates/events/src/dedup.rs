@@ -48,6 +48,19 @@ impl IdWindow {
         }
     }
 
+    /// Forgets `ids` wherever they are in the window, for writers that
+    /// store several batches at once (the JetStream stream): other ids may
+    /// have been inserted after them. Cheap when they are among the newest.
+    pub fn forget(&mut self, ids: &[u64]) {
+        for id in ids {
+            if self.set.remove(id)
+                && let Some(at) = self.order.iter().rposition(|x| x == id)
+            {
+                self.order.remove(at);
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.order.len()
     }
@@ -73,5 +86,20 @@ mod tests {
         assert!(w.insert(1), "1 was evicted");
         assert!(!w.insert(3));
         assert_eq!(w.len(), 2);
+    }
+
+    #[test]
+    fn forgetting_an_id_behind_newer_ones_frees_it_and_keeps_the_others() {
+        let mut w = IdWindow::new(10);
+        for id in 1..=5 {
+            assert!(w.insert(id));
+        }
+        w.forget(&[2, 4, 99]);
+        assert_eq!(w.len(), 3);
+        assert!(w.insert(2), "2 was forgotten");
+        assert!(w.insert(4), "4 was forgotten");
+        for id in [1, 3, 5] {
+            assert!(!w.insert(id), "{id} is still remembered");
+        }
     }
 }

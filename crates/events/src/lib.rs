@@ -13,6 +13,10 @@
 //! - `log.rs`: [`EventLog`], the durable log: one writer thread, group
 //!   commit, recovery, retention, consumer offsets, backpressure.
 //! - `stream.rs`: the [`EventStream`] trait and [`MemoryStream`] for tests.
+//! - `jetstream.rs`: [`JetStreamEvents`], the [`EventStream`] on NATS
+//!   JetStream (one message per partition per append, a local spool
+//!   forwarded by a background task while NATS is away), and
+//!   [`PartitionConsumer`], how workers read a partition.
 //! - `dedup.rs`: the bounded id window and the time window of exposures.
 //! - `deadletter.rs`: rejected events with reasons; list and replay.
 //! - `exposure.rs`: batched, deduplicated exposure logging.
@@ -57,6 +61,7 @@ pub mod dedup;
 pub mod export;
 pub mod exposure;
 pub mod ingest;
+pub mod jetstream;
 pub mod log;
 pub mod metrics;
 pub mod record;
@@ -69,6 +74,10 @@ pub use export::{Export, ExportFilter};
 pub use exposure::ExposureConfig;
 pub use ingest::{
     BodyFormat, Events, EventsConfig, IngestError, IngestReport, RejectedEvent, ReplayReport,
+};
+pub use jetstream::{
+    JetStreamConfig, JetStreamEvents, PartitionConsumer, PartitionMessage, SpoolStatus,
+    partition_of,
 };
 pub use log::{EventLog, LogConfig};
 pub use metrics::{EventMetrics, LogMetrics};
