@@ -65,6 +65,28 @@ impl IdWindow {
         self.order.len()
     }
 
+    /// The remembered ids, oldest first, as 8 little-endian bytes each
+    /// (a worker saves its window with its state).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.order.len() * 8);
+        for id in &self.order {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+        out
+    }
+
+    /// A window of `capacity` holding the ids of [`IdWindow::to_bytes`]
+    /// (the newest `capacity` of them; a trailing partial id is ignored).
+    pub fn from_bytes(capacity: usize, bytes: &[u8]) -> IdWindow {
+        let mut w = IdWindow::new(capacity);
+        for c in bytes.chunks_exact(8) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            w.insert(u64::from_le_bytes(b));
+        }
+        w
+    }
+
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
     }
@@ -86,6 +108,22 @@ mod tests {
         assert!(w.insert(1), "1 was evicted");
         assert!(!w.insert(3));
         assert_eq!(w.len(), 2);
+    }
+
+    #[test]
+    fn a_window_round_trips_through_bytes_and_keeps_its_newest_ids() {
+        let mut w = IdWindow::new(3);
+        for id in [1, 2, 3, 4] {
+            assert!(w.insert(id));
+        }
+        let back = IdWindow::from_bytes(3, &w.to_bytes());
+        assert_eq!(back.to_bytes(), w.to_bytes());
+        let mut small = IdWindow::from_bytes(2, &w.to_bytes());
+        assert!(!small.insert(4));
+        assert!(
+            small.insert(2),
+            "the oldest id fell out of the smaller window"
+        );
     }
 
     #[test]

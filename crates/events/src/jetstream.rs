@@ -370,6 +370,21 @@ async fn open_stream(
     )))
 }
 
+/// Opens the stream (creating it with `config.partitions` partitions if it
+/// does not exist) and returns its partition count; what a worker calls
+/// before it reads partitions. Fails when NATS cannot be reached.
+pub async fn stream_partitions(config: &JetStreamConfig) -> Result<u32, StreamError> {
+    let client = connect_client(config, false)
+        .await
+        .map_err(StreamError::Unavailable)?;
+    let js = js_context(&client, config);
+    open_stream(&js, config, config.partitions)
+        .await
+        .map_err(|e| match e {
+            OpenError::Unreachable(m) | OpenError::Layout(m) => StreamError::Unavailable(m),
+        })
+}
+
 /// A client that reconnects by itself, forever.
 async fn connect_client(
     config: &JetStreamConfig,
@@ -1455,6 +1470,14 @@ impl EventStream for JetStreamEvents {
             .spool
             .health()
             .map_err(|e| format!("JetStream spool: {e}"))
+    }
+
+    fn spool(&self) -> Option<SpoolStatus> {
+        Some(JetStreamEvents::spool(self))
+    }
+
+    fn encode_metrics(&self, out: &mut String) {
+        JetStreamEvents::encode_metrics(self, out);
     }
 }
 

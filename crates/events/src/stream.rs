@@ -81,6 +81,15 @@ pub trait EventStream: Send + Sync + std::fmt::Debug {
     fn health(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// The local spool of a stream that keeps events on disk while its
+    /// remote store is away (JetStream); `None` for the others.
+    fn spool(&self) -> Option<crate::jetstream::SpoolStatus> {
+        None
+    }
+
+    /// Appends the stream's own metric families (Prometheus text).
+    fn encode_metrics(&self, _out: &mut String) {}
 }
 
 /// An in-memory stream for unit tests: offsets are record indices.

@@ -40,6 +40,7 @@ pub use bootstrap::{BootstrapOutput, bootstrap};
 pub use error::{Result, StoreError};
 pub use secret::{hash as hash_secret, hash_bytes, is_well_formed as is_well_formed_secret};
 pub use sql::SqlStore;
+pub use sql::cluster::{LeaseRound, PartitionLease, PartitionState, PartitionVersion};
 pub use store::ConfigStore;
 pub use types::*;
 

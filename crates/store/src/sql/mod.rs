@@ -15,6 +15,7 @@
 //! existence checks that follow cannot race, and revisions commit in order.
 
 mod alerts;
+pub(crate) mod cluster;
 mod documents;
 mod environments;
 mod experiments;
