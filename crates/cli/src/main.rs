@@ -14,6 +14,7 @@ mod relay;
 mod replay;
 mod serve;
 mod user;
+mod worker;
 
 /// mimalloc instead of the system allocator: a request allocates a few
 /// dozen small blocks (headers, the context's attributes, the response),
@@ -39,6 +40,10 @@ enum Command {
     /// upstream server (or relay) and serve OFREP, SDK configuration,
     /// streams and events to their SDKs (docs/relay.md).
     Relay(relay::RelayArgs),
+    /// Run a worker of a cluster: aggregate partitions of the event stream
+    /// (NATS JetStream) into PostgreSQL, sharing them with the other
+    /// workers by lease (docs/deploy.md).
+    Worker(worker::WorkerArgs),
     /// Evaluate flags of a configuration document for one context and print
     /// the result as JSON.
     Eval {
@@ -108,6 +113,7 @@ fn main() -> ExitCode {
         Command::Analyze { file } => analyze::run(file.as_deref()),
         Command::Serve(args) => serve::run(args),
         Command::Relay(args) => relay::run(args),
+        Command::Worker(args) => worker::run(args),
         Command::AdminKey(args) => admin_key::run(args),
         Command::Events(cmd) => events::run(cmd),
         Command::Replay(args) => replay::run(args),

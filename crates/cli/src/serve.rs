@@ -43,6 +43,16 @@ pub struct ServeArgs {
     /// `X-Forwarded-For`. Empty: the TCP peer is the client.
     #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<switchyard_server::ui::IpNet>,
+    /// Run as a node of a cluster (docs/deploy.md): events go to this NATS
+    /// server's JetStream stream (spooled in the data directory while it
+    /// is unreachable), and results are the merge of what the
+    /// `switchyard worker`s saved. Needs a PostgreSQL `--store-url`.
+    #[arg(long, env = "SWITCHYARD_NATS_URL")]
+    nats_url: Option<String>,
+    /// Partitions of the event stream, used only if this node creates it
+    /// (otherwise the stream's own count is used).
+    #[arg(long, env = "SWITCHYARD_PARTITIONS", default_value_t = 4)]
+    partitions: u32,
     #[command(flatten)]
     http: HttpArgs,
 }
@@ -284,9 +294,29 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         Some(u) => u.clone(),
         None => format!("sqlite://{}", args.data_dir.join("config.db").display()),
     };
-    let store = switchyard_store::open(&store_url)
-        .await
-        .context("cannot open the config store")?;
+    // In a cluster the node also reads the workers' partitions from the
+    // store, so it holds the PostgreSQL store itself.
+    let cluster_store = match &args.nats_url {
+        Some(_)
+            if store_url.starts_with("postgres://") || store_url.starts_with("postgresql://") =>
+        {
+            Some(std::sync::Arc::new(
+                switchyard_store::SqlStore::open_postgres(&store_url)
+                    .await
+                    .context("cannot open the config store")?,
+            ))
+        }
+        Some(_) => anyhow::bail!(
+            "--nats-url runs a cluster node, which needs a PostgreSQL config store (--store-url postgres://...)"
+        ),
+        None => None,
+    };
+    let store: std::sync::Arc<dyn switchyard_store::ConfigStore> = match &cluster_store {
+        Some(s) => s.clone(),
+        None => switchyard_store::open(&store_url)
+            .await
+            .context("cannot open the config store")?,
+    };
     tracing::info!(backend = store.backend(), "config store open");
     if let Some(boot) = switchyard_store::bootstrap(store.as_ref(), args.demo)
         .await
@@ -313,14 +343,32 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         ..args.http.server_config()
     };
     let events_dir = args.data_dir.join("events");
-    let events =
-        switchyard_events::Events::open(&events_dir, switchyard_events::EventsConfig::default())
+    let aggregation_config =
+        switchyard_server::aggregation::AggregationConfig::new(args.data_dir.join("aggregator"));
+    let mut jetstream = None;
+    let (events, aggregation) = match (&args.nats_url, cluster_store) {
+        (Some(url), Some(sql)) => {
+            let (events, stream) = cluster_events(url, args.partitions, &events_dir).await?;
+            jetstream = Some(stream);
+            (
+                events,
+                switchyard_server::aggregation::Aggregation::for_partitions(
+                    aggregation_config,
+                    sql,
+                ),
+            )
+        }
+        _ => (
+            switchyard_events::Events::open(
+                &events_dir,
+                switchyard_events::EventsConfig::default(),
+            )
             .await
-            .with_context(|| format!("cannot open the event log in {}", events_dir.display()))?;
-    let aggregation = switchyard_server::aggregation::Aggregation::open(
-        switchyard_server::aggregation::AggregationConfig::new(args.data_dir.join("aggregator")),
-    )
-    .context("cannot open the aggregator's checkpoint directory")?;
+            .with_context(|| format!("cannot open the event log in {}", events_dir.display()))?,
+            switchyard_server::aggregation::Aggregation::open(aggregation_config)
+                .context("cannot open the aggregator's checkpoint directory")?,
+        ),
+    };
     let mut state = AppState::new(store, config)
         .await
         .context("cannot load configuration snapshots")?
@@ -346,11 +394,65 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         ));
     }
     let ops = args.http.ops_listener().await?;
+    let events = state.events.clone();
     switchyard_server::run_with_ops(listener, ops, state, shutdown_signal())
         .await
         .context("server failed")?;
+    if let Some(js) = jetstream {
+        // Queued exposures first, then the spool's forwarder.
+        if let Some(ev) = events {
+            ev.close();
+        }
+        js.shutdown().await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A cluster node's event ingestion: the JetStream stream, spooled in
+/// `dir/spool` while NATS is unreachable; dead letters stay on the node.
+async fn cluster_events(
+    url: &str,
+    partitions: u32,
+    dir: &std::path::Path,
+) -> anyhow::Result<(
+    switchyard_events::Events,
+    std::sync::Arc<switchyard_events::jetstream::JetStreamEvents>,
+)> {
+    use switchyard_events::jetstream::{JetStreamConfig, JetStreamEvents};
+    let defaults = switchyard_events::EventsConfig::default();
+    let metrics = std::sync::Arc::new(switchyard_events::EventMetrics::new());
+    let jetstream = JetStreamConfig {
+        url: url.to_string(),
+        partitions,
+        ..JetStreamConfig::default()
+    };
+    // The spool holds events only while NATS is away; past its backlog
+    // bound (512 MiB) it refuses new events (429) rather than grow.
+    let stream = JetStreamEvents::connect(
+        jetstream,
+        &dir.join("spool"),
+        switchyard_events::LogConfig::default(),
+        metrics.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot open the event stream at {url}"))?;
+    let dead = switchyard_events::EventLog::open(
+        &dir.join("dead-letters"),
+        defaults.dead_letter_log,
+        metrics.dead_letter_log.clone(),
+    )
+    .with_context(|| format!("cannot open the dead-letter log in {}", dir.display()))?;
+    let events = switchyard_events::Events::with_streams(
+        stream.clone(),
+        std::sync::Arc::new(dead),
+        defaults.limits,
+        defaults.exposures,
+        metrics,
+    )
+    .await
+    .context("cannot start event ingestion")?;
+    Ok((events, stream))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

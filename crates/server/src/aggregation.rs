@@ -77,6 +77,9 @@ pub struct Aggregation {
     /// Set when a replay swapped state in: the consumer writes a
     /// checkpoint soon even if no event arrives.
     replaced: AtomicBool,
+    /// In a cluster: the store holding the partitions' saved states,
+    /// whose merge this holds (`cluster.rs`); no consumer runs here.
+    partitions: Option<Arc<switchyard_store::SqlStore>>,
 }
 
 /// Replay progress by (project, environment, experiment).
@@ -131,6 +134,8 @@ pub enum ReplayError {
     Busy,
     #[error("the experiment is not aggregated yet")]
     NotAggregated,
+    #[error("replays are not available in a cluster yet: the workers aggregate the stream")]
+    Clustered,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -178,7 +183,36 @@ impl Aggregation {
             stats: Mutex::new(ConsumerStats::default()),
             replays: Mutex::new(HashMap::new()),
             replaced: AtomicBool::new(false),
+            partitions: None,
         }))
+    }
+
+    /// A serve node's aggregation in a cluster: it holds the merge of the
+    /// partitions' states saved in `store` by the workers, refreshed by
+    /// [`Aggregation::run`] (`cluster::follow_partitions`), and consumes
+    /// nothing itself. No checkpoint file is read or written.
+    pub fn for_partitions(
+        config: AggregationConfig,
+        store: Arc<switchyard_store::SqlStore>,
+    ) -> Arc<Aggregation> {
+        Arc::new(Aggregation {
+            agg: Mutex::new(Aggregator::new(config.limits.clone(), random_key())),
+            config,
+            stats: Mutex::new(ConsumerStats::default()),
+            replays: Mutex::new(HashMap::new()),
+            replaced: AtomicBool::new(false),
+            partitions: Some(store),
+        })
+    }
+
+    /// Whether this is a cluster node's merged view.
+    pub fn is_clustered(&self) -> bool {
+        self.partitions.is_some()
+    }
+
+    /// Replaces the state by `merged` (a cluster node's refresh).
+    pub fn install_merged(&self, merged: Aggregator) {
+        *self.lock() = merged;
     }
 
     /// The settings it runs with.
@@ -282,6 +316,10 @@ impl Aggregation {
         store: Arc<dyn ConfigStore>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        if let Some(partitions) = self.partitions.clone() {
+            let every = self.config.poll_interval.max(Duration::from_millis(500));
+            return crate::cluster::follow_partitions(self, partitions, every, shutdown).await;
+        }
         let mut changes = store.subscribe();
         let mut stale = true;
         let mut last_checkpoint = Instant::now();
@@ -379,6 +417,9 @@ impl Aggregation {
             environment.to_string(),
             key.to_string(),
         );
+        if self.partitions.is_some() {
+            return Err(ReplayError::Clustered);
+        }
         let from = stream.bounds().0;
         let progress = {
             let mut replays = self.replays();

@@ -23,6 +23,9 @@
 //! - `error.rs`: [`ApiError`], the one mapping of errors to HTTP.
 //! - `aggregation.rs`: the consumer task that feeds the streaming
 //!   aggregator from the event stream and checkpoints it.
+//! - `cluster.rs`: scale-out: `switchyard worker` (partitions of the
+//!   JetStream stream aggregated into PostgreSQL under leases) and a serve
+//!   node's merged view of the partitions for results.
 //! - `simulate.rs`: the simulated traffic of `serve --demo` (bounded,
 //!   labelled), so the demo experiment shows results at once.
 //! - `routes/`: one module per resource: `control` (the `/api/v1` REST API),
@@ -32,6 +35,7 @@
 
 pub mod aggregation;
 pub mod auth;
+pub mod cluster;
 pub mod cors;
 pub mod error;
 pub mod extract;

@@ -242,6 +242,7 @@ impl Metrics {
         }
         if let Some(events) = self.events.get() {
             events.metrics().encode(&mut out);
+            events.stream().encode_metrics(&mut out);
         }
         if let Some(a) = self.aggregation.get() {
             a.encode_metrics(&mut out);

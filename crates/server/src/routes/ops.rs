@@ -79,16 +79,29 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "unreachable"
         }
     };
+    // A cluster node keeps accepting events while JetStream is away (into
+    // its spool): degraded, not unready.
+    let spool = state.events.as_ref().and_then(|ev| ev.stream().spool());
+    let spooling = spool.as_ref().is_some_and(|s| s.spooling);
     let (code, status) = if log == "cannot_write" {
         (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
-    } else if store != "ok" {
+    } else if store != "ok" || spooling {
         (StatusCode::OK, "degraded")
     } else {
         (StatusCode::OK, "ready")
     };
+    let mut checks =
+        serde_json::json!({"config_store": store, "event_log": log, "snapshots": "loaded"});
+    if let Some(s) = spool {
+        checks["event_stream"] = serde_json::json!(if s.spooling { "spooling" } else { "ok" });
+        checks["spool"] = serde_json::json!({
+            "pending_bytes": s.pending_bytes,
+            "forwarded": s.forwarded,
+        });
+    }
     let body = serde_json::json!({
         "status": status,
-        "checks": {"config_store": store, "event_log": log, "snapshots": "loaded"},
+        "checks": checks,
     });
     let mut resp = (code, axum::Json(body)).into_response();
     if code == StatusCode::SERVICE_UNAVAILABLE {

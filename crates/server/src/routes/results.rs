@@ -77,7 +77,9 @@ async fn start_replay(
         .start_replay(events.stream().clone(), &project, &env, &key)
         .map_err(|e| match e {
             ReplayError::Running | ReplayError::Busy => ApiError::Conflict(e.to_string()),
-            ReplayError::NotAggregated => ApiError::Unavailable(e.to_string()),
+            ReplayError::NotAggregated | ReplayError::Clustered => {
+                ApiError::Unavailable(e.to_string())
+            }
         })?;
     let location =
         format!("/api/v1/projects/{project}/environments/{env}/experiments/{key}/replay");

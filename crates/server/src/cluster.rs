@@ -1,0 +1,652 @@
+//! Scale-out: `switchyard worker`, which aggregates partitions of the
+//! JetStream event stream into PostgreSQL, and a serve node's view of the
+//! partitions for results (docs/deploy.md).
+//!
+//! A worker takes partitions by lease (`switchyard_store`'s
+//! `sql/cluster.rs`: fair shares, epochs, fenced saves). For each it holds,
+//! a task loads the partition's saved state (an aggregator checkpoint, the
+//! window of recent event ids and the stream sequence they cover), reads
+//! the partition from that sequence with a JetStream consumer, applies
+//! each event whose id it has not seen, and saves state and sequence in
+//! one transaction every `save_interval`. Messages below the saved
+//! sequence are skipped, so a message delivered again (after a crash, a
+//! takeover, a reconnect) is counted once; an event sent twice (a client
+//! retrying through another node) is dropped by the id window, because
+//! every event of a unit lands in the unit's partition.
+//!
+//! A serve node in a cluster runs no consumer: its [`Aggregation`] holds
+//! the merge of the partitions' saved states ([`follow_partitions`]),
+//! reloaded when a partition's saved version changes, and the results API,
+//! the UI and the guardrail monitor read it as they read the embedded
+//! aggregator.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use switchyard_aggregate::{Aggregator, Limits, checkpoint};
+use switchyard_events::dedup::IdWindow;
+use switchyard_events::jetstream::{JetStreamConfig, PartitionConsumer};
+use switchyard_store::{ConfigStore, PartitionState, PartitionVersion, SqlStore};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::aggregation::{Aggregation, as_event, load_specs};
+
+/// Settings of a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// This worker's id in the lease table (random per process).
+    pub id: String,
+    pub jetstream: JetStreamConfig,
+    /// How long a lease lasts without renewal: a dead worker's partitions
+    /// are taken over after at most this long plus one round.
+    pub lease_ttl: Duration,
+    /// How often leases are renewed and shares recomputed.
+    pub round_interval: Duration,
+    /// A partition's state is saved at most this often while events
+    /// arrive (the results lag the stream by about this much).
+    pub save_interval: Duration,
+    /// Messages fetched per read.
+    pub fetch_messages: usize,
+    /// Event ids remembered per partition for deduplication.
+    pub dedup_ids: usize,
+    pub limits: Limits,
+}
+
+impl WorkerConfig {
+    pub fn new(jetstream: JetStreamConfig) -> WorkerConfig {
+        WorkerConfig {
+            id: random_id(),
+            jetstream,
+            lease_ttl: Duration::from_secs(5),
+            round_interval: Duration::from_secs(1),
+            save_interval: Duration::from_secs(1),
+            fetch_messages: 256,
+            dedup_ids: 1 << 18,
+            limits: Limits::default(),
+        }
+    }
+}
+
+fn random_id() -> String {
+    use std::hash::BuildHasher;
+    let s = std::collections::hash_map::RandomState::new();
+    format!(
+        "worker-{:016x}{:08x}",
+        s.hash_one(std::process::id()),
+        std::process::id()
+    )
+}
+
+/// Counters of a worker, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct WorkerMetrics {
+    partitions: AtomicU64,
+    live_workers: AtomicU64,
+    events: AtomicU64,
+    duplicates: AtomicU64,
+    undecodable: AtomicU64,
+    saves: AtomicU64,
+    save_errors: AtomicU64,
+    lease_errors: AtomicU64,
+    takeovers: AtomicU64,
+    lost_leases: AtomicU64,
+    stream_errors: AtomicU64,
+    /// Messages of held partitions not yet read, summed (refreshed after
+    /// each save).
+    pending: std::sync::Mutex<HashMap<u32, u64>>,
+}
+
+impl WorkerMetrics {
+    /// Prometheus text lines.
+    pub fn encode(&self, out: &mut String) {
+        use std::fmt::Write;
+        let pending: u64 = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum();
+        let rows: [(&str, &str, &str, u64); 12] = [
+            (
+                "partitions",
+                "gauge",
+                "Partitions this worker holds",
+                self.partitions.load(Ordering::Relaxed),
+            ),
+            (
+                "live_workers",
+                "gauge",
+                "Workers alive in the last lease round",
+                self.live_workers.load(Ordering::Relaxed),
+            ),
+            (
+                "events_total",
+                "counter",
+                "Events applied",
+                self.events.load(Ordering::Relaxed),
+            ),
+            (
+                "duplicates_total",
+                "counter",
+                "Events dropped as repeats of a recent event id",
+                self.duplicates.load(Ordering::Relaxed),
+            ),
+            (
+                "undecodable_total",
+                "counter",
+                "Stream records that are not events",
+                self.undecodable.load(Ordering::Relaxed),
+            ),
+            (
+                "saves_total",
+                "counter",
+                "Partition states saved",
+                self.saves.load(Ordering::Relaxed),
+            ),
+            (
+                "save_errors_total",
+                "counter",
+                "Partition saves that failed",
+                self.save_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "lease_errors_total",
+                "counter",
+                "Lease rounds that failed",
+                self.lease_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "takeovers_total",
+                "counter",
+                "Partitions taken",
+                self.takeovers.load(Ordering::Relaxed),
+            ),
+            (
+                "lost_leases_total",
+                "counter",
+                "Partitions lost to another worker before a save",
+                self.lost_leases.load(Ordering::Relaxed),
+            ),
+            (
+                "stream_errors_total",
+                "counter",
+                "Failed reads of the event stream",
+                self.stream_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "pending_messages",
+                "gauge",
+                "Messages of the held partitions not read yet",
+                pending,
+            ),
+        ];
+        for (name, kind, help, v) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP switchyard_worker_{name} {help}\n# TYPE switchyard_worker_{name} {kind}\nswitchyard_worker_{name} {v}"
+            );
+        }
+    }
+}
+
+/// A worker process's partitions.
+#[derive(Debug)]
+pub struct Worker {
+    store: Arc<SqlStore>,
+    config: WorkerConfig,
+    partitions: u32,
+    pub metrics: WorkerMetrics,
+}
+
+struct Held {
+    epoch: u64,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Worker {
+    /// A worker over a stream of `partitions` partitions.
+    pub fn new(store: Arc<SqlStore>, config: WorkerConfig, partitions: u32) -> Arc<Worker> {
+        Arc::new(Worker {
+            store,
+            config,
+            partitions,
+            metrics: WorkerMetrics::default(),
+        })
+    }
+
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// Lease rounds until `shutdown`; then every partition is saved and
+    /// handed back.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut held: HashMap<u32, Held> = HashMap::new();
+        let ttl = self.config.lease_ttl.as_millis() as i64;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            match self
+                .store
+                .lease_round(&self.config.id, self.partitions, ttl)
+                .await
+            {
+                Ok(round) => {
+                    self.metrics
+                        .live_workers
+                        .store(round.live_workers as u64, Ordering::Relaxed);
+                    // Lost (taken by another worker after an expiry) or
+                    // ended by itself: stop and forget.
+                    let now: HashMap<u32, u64> = round.held.iter().copied().collect();
+                    let gone: Vec<u32> = held
+                        .iter()
+                        .filter(|(p, h)| now.get(p) != Some(&h.epoch) || h.task.is_finished())
+                        .map(|(p, _)| *p)
+                        .collect();
+                    for p in gone {
+                        if let Some(h) = held.remove(&p) {
+                            h.stop.send_replace(true);
+                        }
+                    }
+                    for (p, epoch) in &round.held {
+                        if held.contains_key(p) {
+                            continue;
+                        }
+                        tracing::info!(partition = p, epoch, "worker: partition taken");
+                        self.metrics.takeovers.fetch_add(1, Ordering::Relaxed);
+                        let (stop, stopped) = watch::channel(false);
+                        let task = tokio::spawn(self.clone().partition(*p, *epoch, stopped));
+                        held.insert(
+                            *p,
+                            Held {
+                                epoch: *epoch,
+                                stop,
+                                task,
+                            },
+                        );
+                    }
+                    // More than a fair share (a worker joined): hand back
+                    // the highest partitions, each after its last save.
+                    while held.len() > round.share {
+                        let Some(&p) = held.keys().max() else { break };
+                        if let Some(h) = held.remove(&p) {
+                            self.hand_back(p, h).await;
+                        }
+                    }
+                    self.metrics
+                        .partitions
+                        .store(held.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.metrics.lease_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "worker: lease round failed");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.round_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        let all: Vec<(u32, Held)> = held.drain().collect();
+        for (p, h) in all {
+            self.hand_back(p, h).await;
+        }
+        if let Err(e) = self.store.forget_worker(&self.config.id).await {
+            tracing::warn!(error = %e, "worker: cannot remove itself from the worker list");
+        }
+        tracing::info!("worker: stopped");
+    }
+
+    async fn hand_back(&self, p: u32, h: Held) {
+        h.stop.send_replace(true);
+        let _ = h.task.await;
+        if let Err(e) = self
+            .store
+            .release_partition(&self.config.id, p, h.epoch)
+            .await
+        {
+            tracing::warn!(partition = p, error = %e, "worker: cannot release a partition");
+        } else {
+            tracing::info!(partition = p, "worker: partition handed back");
+        }
+    }
+
+    /// The saved state of `p`, or an empty one.
+    async fn load(&self, p: u32) -> Result<(Aggregator, IdWindow), String> {
+        let saved = self
+            .store
+            .load_partition(p)
+            .await
+            .map_err(|e| e.to_string())?;
+        let limits = self.config.limits.clone();
+        match saved {
+            Some(s) => {
+                let agg = checkpoint::decode(&s.state, limits).map_err(|e| {
+                    format!("the saved state of partition {p} does not decode: {e}")
+                })?;
+                let mut agg = agg;
+                agg.advance(s.next_sequence);
+                Ok((agg, IdWindow::from_bytes(self.config.dedup_ids, &s.dedup)))
+            }
+            None => Ok((
+                Aggregator::new(limits, random_key()),
+                IdWindow::new(self.config.dedup_ids),
+            )),
+        }
+    }
+
+    /// Saves `p`'s state; `Ok(false)` when the lease is no longer ours.
+    async fn save(
+        &self,
+        p: u32,
+        epoch: u64,
+        agg: &Aggregator,
+        ids: &IdWindow,
+    ) -> Result<bool, String> {
+        let state = PartitionState {
+            partition: p,
+            next_sequence: agg.position().offset,
+            state: checkpoint::encode(agg),
+            dedup: ids.to_bytes(),
+        };
+        match self
+            .store
+            .save_partition(&self.config.id, epoch, &state)
+            .await
+        {
+            Ok(saved) => {
+                if saved {
+                    self.metrics.saves.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(saved)
+            }
+            Err(e) => {
+                self.metrics.save_errors.fetch_add(1, Ordering::Relaxed);
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Aggregates partition `p` under lease `epoch` until `stop` or the
+    /// lease is found lost.
+    async fn partition(self: Arc<Self>, p: u32, epoch: u64, mut stop: watch::Receiver<bool>) {
+        let (mut agg, mut ids) = loop {
+            match self.load(p).await {
+                Ok(x) => break x,
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "worker: cannot load a partition");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            }
+        };
+        tracing::info!(
+            partition = p,
+            sequence = agg.position().offset,
+            "worker: partition loaded"
+        );
+        let mut changes = self.store.subscribe();
+        let mut stale = true;
+        let mut consumer: Option<PartitionConsumer> = None;
+        let mut dirty = false;
+        let mut last_save = Instant::now();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
+                changes.try_recv()
+            {
+                stale = true;
+            }
+            if stale {
+                match load_specs(self.store.as_ref()).await {
+                    Ok(specs) => {
+                        agg.configure(specs);
+                        stale = false;
+                        dirty = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "worker: cannot read experiments")
+                    }
+                }
+            }
+            let c = match consumer.as_mut() {
+                Some(c) => c,
+                None => {
+                    let from = agg.position().offset.max(1);
+                    match PartitionConsumer::open(&self.config.jetstream, p, from).await {
+                        Ok(c) => consumer.insert(c),
+                        Err(e) => {
+                            self.metrics.stream_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(partition = p, error = %e, "worker: cannot open the partition's consumer");
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                                _ = stop.changed() => {}
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            let fetched = tokio::select! {
+                r = c.fetch(self.config.fetch_messages, Duration::from_millis(250)) => r,
+                _ = stop.changed() => continue,
+            };
+            match fetched {
+                Ok(messages) => {
+                    let mut applied = 0u64;
+                    let mut duplicates = 0u64;
+                    let mut undecodable = 0u64;
+                    for m in &messages {
+                        if m.sequence < agg.position().offset {
+                            continue;
+                        }
+                        for r in &m.records {
+                            let Some(ev) = switchyard_events::decode_event(r) else {
+                                undecodable += 1;
+                                continue;
+                            };
+                            if let Some(id) = ev.id
+                                && !ids.insert(switchyard_events::record::id_hash(
+                                    ev.project,
+                                    ev.environment,
+                                    id,
+                                ))
+                            {
+                                duplicates += 1;
+                                continue;
+                            }
+                            agg.apply(&as_event(&ev));
+                            applied += 1;
+                        }
+                        agg.advance(m.sequence + 1);
+                        dirty = true;
+                    }
+                    self.metrics.events.fetch_add(applied, Ordering::Relaxed);
+                    self.metrics
+                        .duplicates
+                        .fetch_add(duplicates, Ordering::Relaxed);
+                    self.metrics
+                        .undecodable
+                        .fetch_add(undecodable, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.metrics.stream_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(partition = p, error = %e, "worker: cannot read the partition; reopening");
+                    consumer = None;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+            }
+            if dirty && last_save.elapsed() >= self.config.save_interval {
+                last_save = Instant::now();
+                match self.save(p, epoch, &agg, &ids).await {
+                    Ok(true) => {
+                        dirty = false;
+                        if let Some(c) = consumer.as_mut()
+                            && let Ok(n) = c.pending().await
+                        {
+                            self.metrics
+                                .pending
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(p, n);
+                        }
+                    }
+                    Ok(false) => {
+                        self.lost(p);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "worker: cannot save a partition")
+                    }
+                }
+            }
+        }
+        if dirty {
+            match self.save(p, epoch, &agg, &ids).await {
+                Ok(true) => {}
+                Ok(false) => self.lost(p),
+                Err(e) => tracing::warn!(partition = p, error = %e, "worker: last save failed"),
+            }
+        }
+        self.metrics
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&p);
+    }
+
+    fn lost(&self, p: u32) {
+        self.metrics.lost_leases.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            partition = p,
+            "worker: the partition's lease went to another worker; its unsaved work is dropped"
+        );
+    }
+}
+
+fn random_key() -> (u64, u64) {
+    use std::hash::BuildHasher;
+    let s = std::collections::hash_map::RandomState::new();
+    (s.hash_one(0x5eed_u64), s.hash_one(0xfeed_u64))
+}
+
+/// Keeps `aggregation` the merge of the partitions' saved states, checking
+/// their versions every `interval`, until `shutdown`.
+pub async fn follow_partitions(
+    aggregation: Arc<Aggregation>,
+    store: Arc<SqlStore>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut cache: HashMap<u32, (PartitionVersion, Arc<Vec<u8>>)> = HashMap::new();
+    let mut merged: Vec<PartitionVersion> = Vec::new();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match refresh_partitions(&aggregation, &store, &mut cache, &mut merged).await {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "results: cannot read the partitions' states"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+async fn refresh_partitions(
+    aggregation: &Aggregation,
+    store: &SqlStore,
+    cache: &mut HashMap<u32, (PartitionVersion, Arc<Vec<u8>>)>,
+    merged: &mut Vec<PartitionVersion>,
+) -> Result<(), String> {
+    let versions = store
+        .partition_versions()
+        .await
+        .map_err(|e| e.to_string())?;
+    if versions == *merged {
+        return Ok(());
+    }
+    for v in &versions {
+        if cache.get(&v.partition).map(|(c, _)| c) == Some(v) {
+            continue;
+        }
+        let Some(s) = store
+            .load_partition(v.partition)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        // The version read with the state may be newer than `v`: keyed
+        // by its sequence, it is read again at the next check if so.
+        let v = PartitionVersion {
+            next_sequence: s.next_sequence,
+            ..*v
+        };
+        cache.insert(v.partition, (v, Arc::new(s.state)));
+    }
+    cache.retain(|p, _| versions.iter().any(|v| v.partition == *p));
+    let states: Vec<Arc<Vec<u8>>> = cache.values().map(|(_, b)| b.clone()).collect();
+    let limits = aggregation.config().limits.clone();
+    let agg = tokio::task::spawn_blocking(move || {
+        let mut parts = Vec::with_capacity(states.len());
+        for s in states {
+            parts.push(checkpoint::decode(&s, limits.clone()).map_err(|e| e.to_string())?);
+        }
+        Ok::<_, String>(Aggregator::merge(parts))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    aggregation.install_merged(agg);
+    *merged = cache.values().map(|(v, _)| *v).collect();
+    merged.sort_by_key(|v| v.partition);
+    Ok(())
+}
+
+/// Serves a worker's operations endpoints on `listener` until `shutdown`:
+/// `/healthz` (the process is up) and `/metrics` (Prometheus text).
+pub async fn serve_worker_ops(
+    listener: tokio::net::TcpListener,
+    worker: Arc<Worker>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let worker = worker.clone();
+                async move {
+                    let mut out = String::new();
+                    worker.metrics.encode(&mut out);
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        out,
+                    )
+                }
+            }),
+        );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await
+}
