@@ -410,8 +410,16 @@ async fn connect_client(
     if retry_initial {
         options = options.retry_on_initial_connect();
     }
+    // A comma-separated list names several servers of a NATS cluster (the
+    // client also learns the others from the one it reaches).
+    let servers = config
+        .url
+        .split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("invalid NATS URL {:?}: {e}", config.url))?;
     options
-        .connect(config.url.as_str())
+        .connect(servers)
         .await
         .map_err(|e| format!("cannot connect to NATS at {}: {e}", config.url))
 }

@@ -31,6 +31,10 @@ struct Args {
     /// Seconds of the in-process serde_json parse baseline.
     #[arg(long, default_value_t = 2.0)]
     parse_seconds: f64,
+    /// Event time of every event (ms since the epoch); `now` for the time
+    /// the generator starts (so an experiment started before counts them).
+    #[arg(long, default_value = "1767225600000")]
+    time_ms: String,
 }
 
 const ID_DIGITS: usize = 12;
@@ -41,7 +45,7 @@ struct Template {
     slots: Vec<usize>,
 }
 
-fn template(n: usize, variant: usize) -> Template {
+fn template(n: usize, variant: usize, time_ms: i64) -> Template {
     let mut body = String::from("[");
     let mut slots = Vec::new();
     for i in 0..n {
@@ -55,12 +59,12 @@ fn template(n: usize, variant: usize) -> Template {
         body.push_str(&format!("-{i}\","));
         if i % 5 == 0 {
             body.push_str(&format!(
-                r#""type":"exposure","unit":"user-{u}","experiment":"checkout","flag":"new-checkout","variation":"v{}","time":1767225600000}}"#,
+                r#""type":"exposure","unit":"user-{u}","experiment":"checkout","flag":"new-checkout","variation":"v{}","time":{time_ms}}}"#,
                 u % 2
             ));
         } else {
             body.push_str(&format!(
-                r#""type":"track","unit":"user-{u}","name":"purchase","value":{}.5,"time":1767225600000,"attributes":{{"plan":"pro","country":"DE"}}}}"#,
+                r#""type":"track","unit":"user-{u}","name":"purchase","value":{}.5,"time":{time_ms},"attributes":{{"plan":"pro","country":"DE"}}}}"#,
                 i % 100
             ));
         }
@@ -185,7 +189,14 @@ fn main() -> anyhow::Result<()> {
     {
         bail!("refusing a non-loopback target {hostport}");
     }
-    let templates: Vec<Template> = (0..16).map(|v| template(args.batch, v)).collect();
+    let time_ms: i64 = match args.time_ms.as_str() {
+        "now" => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("the clock is before 1970")?
+            .as_millis() as i64,
+        t => t.parse().context("--time-ms: milliseconds or `now`")?,
+    };
+    let templates: Vec<Template> = (0..16).map(|v| template(args.batch, v, time_ms)).collect();
     let bodies: Vec<Bytes> = templates
         .iter()
         .enumerate()
