@@ -23,8 +23,8 @@ use crate::experiment::{Bucket, ExperimentState};
 impl Aggregator {
     /// The union of the partitions' aggregators (see the module doc).
     /// Experiments are matched by project, environment and key; a
-    /// partition whose copy of an experiment has another analysis or other
-    /// metrics (its worker has not read the latest definition yet) is left
+    /// partition whose copy of an experiment has another analysis, another
+    /// breakdown or other metrics (its worker has not read the latest definition yet) is left
     /// out of that experiment and counted in `skipped_definitions`.
     ///
     /// Position: `offset` is the lowest partition's (every record before
@@ -60,6 +60,7 @@ impl Aggregator {
                     Some(b) => {
                         if b.spec.same_analysis(&e.spec)
                             && e.spec.same_analysis(&b.spec)
+                            && b.spec.breakdown == e.spec.breakdown
                             && b.metric_keys() == e.metric_keys()
                         {
                             b.absorb(e, max_buckets);

@@ -184,7 +184,8 @@ fn node(dir: &Path, db: &Database, nats: &Nats, admin: Option<&str>) -> Server {
     Server { child, addr, admin }
 }
 
-fn worker(db: &Database, nats: &Nats) -> Child {
+/// A worker, and the address of its operations endpoints.
+fn worker(db: &Database, nats: &Nats) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["worker", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(["--store-url", &db.url, "--nats-url", &nats.url()])
@@ -195,8 +196,32 @@ fn worker(db: &Database, nats: &Nats) -> Child {
         .spawn()
         .unwrap();
     let err = lines(child.stderr.take().unwrap());
+    let addr = loop {
+        let line = err
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the worker logs its listening address");
+        let v: Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["fields"]["message"] == "worker operations endpoints listening" {
+            break v["fields"]["address"].as_str().unwrap().to_string();
+        }
+    };
     std::thread::spawn(move || for _ in err {});
-    child
+    (child, addr)
+}
+
+/// A value of a worker's `/metrics`.
+async fn worker_metric(addr: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
 }
 
 async fn api(s: &Server, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -306,8 +331,8 @@ async fn a_cluster_survives_crashes_and_gives_the_embedded_results_exactly() {
     let n1 = node(&tmp.path().join("n1"), &db, &nats, None);
     let n2 = node(&tmp.path().join("n2"), &db, &nats, Some(&n1.admin));
     let mut n3 = node(&tmp.path().join("n3"), &db, &nats, Some(&n1.admin));
-    let mut w1 = worker(&db, &nats);
-    let mut w2 = worker(&db, &nats);
+    let (mut w1, w1_ops) = worker(&db, &nats);
+    let (mut w2, w2_ops) = worker(&db, &nats);
     let embedded = common::start(&tmp.path().join("embedded"), "127.0.0.1:0", None);
 
     // A configuration change on one node is served by the others within 1 s.
@@ -351,8 +376,20 @@ async fn a_cluster_survives_crashes_and_gives_the_embedded_results_exactly() {
         assert!(s.is_some_and(|d| d < Duration::from_secs(1)), "{seen:?}");
     }
 
+    // The workers aggregate the experiment before its events are sent
+    // (no replay in a cluster yet).
+    let count = async |ops: &str| worker_metric(ops, "switchyard_worker_experiments").await;
+    let before = (count(&w1_ops).await, count(&w2_ops).await);
     create_experiment(&n1).await;
     create_experiment(&embedded).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&w1_ops).await <= before.0 || count(&w2_ops).await <= before.1 {
+        assert!(
+            Instant::now() < deadline,
+            "the workers never read the experiment"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (_, cluster_key) = n1.sdk_key("development").await;
     let (_, embedded_key) = embedded.sdk_key("development").await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
@@ -372,19 +409,29 @@ async fn a_cluster_survives_crashes_and_gives_the_embedded_results_exactly() {
     for (i, batch) in batches.iter().enumerate() {
         match i {
             8 => {
-                // A worker dies mid-stream.
+                // A worker dies mid-stream, holding partitions.
+                let holders: std::collections::BTreeSet<String> =
+                    db.leases().await.into_iter().map(|l| l.1).collect();
+                assert_eq!(holders.len(), 2, "both workers hold partitions");
                 w1.kill().unwrap();
                 w1.wait().unwrap();
                 takeover = Some(Instant::now());
             }
-            14 => {
-                // A node dies; the load balancer stops sending to it.
+            20 => nats.down(),
+            24 => {
+                // A node dies while NATS is away, with events in its
+                // spool; the load balancer stops sending to it.
                 n3.child.kill().unwrap();
                 n3.child.wait().unwrap();
                 nodes.pop();
             }
-            20 => nats.down(),
             27 => nats.up(),
+            32 => {
+                // It starts again on its data directory and forwards its
+                // spool.
+                n3 = node(&tmp.path().join("n3"), &db, &nats, Some(&n1.admin));
+                nodes.push(n3.url());
+            }
             _ => {}
         }
         let url = &nodes[i % nodes.len()];
@@ -474,6 +521,14 @@ async fn a_cluster_survives_crashes_and_gives_the_embedded_results_exactly() {
             n.url()
         );
     }
+    // The surviving worker holds every partition and dropped the resent
+    // events (200) as repeats of ids it had seen.
+    assert_eq!(
+        worker_metric(&w2_ops, "switchyard_worker_partitions").await,
+        4.0
+    );
+    let dups = worker_metric(&w2_ops, "switchyard_worker_duplicates_total").await;
+    assert!(dups >= 200.0, "{dups}");
     let _ = w2.kill();
     let _ = w2.wait();
     drop((n1, n2, n3, embedded));

@@ -86,17 +86,18 @@
 //! [`EventStream::read`], `commit` and `committed` answer
 //! [`StreamError::Unavailable`]: partitions are read by workers with
 //! [`PartitionConsumer`], which opens its own NATS connection
-//! (`PartitionConsumer::open(&config, partition, start_sequence)`; one
-//! connection per partition consumer). `bounds()` is `(0, 0)`.
+//! (`PartitionConsumer::open(&config, partition, holder, start_sequence)`;
+//! one connection per partition consumer). `bounds()` is `(0, 0)`.
 //!
-//! A partition has one holder: opening its consumer again deletes the
-//! previous one, whose next fetch then fails (its pull request is refused,
-//! or the deliveries it gets do not continue its own). A holder that had
-//! received nothing yet cannot tell, so the worker's lease must make a
-//! stale holder stop. Any fetch error means: reopen from
-//! [`PartitionConsumer::next_sequence`]. The durable consumers stay on the
-//! server after a worker stops (they hold no messages; the next open
-//! replaces them).
+//! Each holder of a partition (a worker's lease epoch, `holder`) has its
+//! own durable consumer ([`consumer_name`]): opening deletes the one of the
+//! same name and the previous holder's, whose next fetch then fails (its
+//! pull request is refused, or the deliveries it gets do not continue its
+//! own). A stalled former holder that opens again gets a consumer of its
+//! own and cannot move the current holder's; the worker's lease fences
+//! what it saves. Any fetch error means: reopen from
+//! [`PartitionConsumer::next_sequence`]. A consumer nobody pulls from is
+//! removed by the server after 10 minutes (`inactive_threshold`).
 //!
 //! # Starting while NATS is away
 //! `connect` needs the partition count. When NATS or the stream cannot be
@@ -194,7 +195,7 @@ impl Default for JetStreamConfig {
             replicas: 1,
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_bytes: -1,
-            duplicate_window: Duration::from_secs(120),
+            duplicate_window: Duration::from_secs(600),
             publish_timeout: Duration::from_secs(2),
         }
     }
@@ -211,8 +212,15 @@ fn subject(prefix: &str, partition: u32) -> String {
 }
 
 /// The durable consumer of one partition.
-pub fn consumer_name(stream: &str, partition: u32) -> String {
-    format!("{stream}_p{partition}")
+/// Bytes one fetch asks for at most (a message of up to 1 MiB still comes
+/// whole): what a worker catching up holds per partition.
+const FETCH_MAX_BYTES: usize = 8 << 20;
+
+/// The durable consumer of `partition` for the holder of lease epoch
+/// `holder`: each holder has its own, so a stalled former holder that
+/// reopens its consumer cannot move the current holder's.
+pub fn consumer_name(stream: &str, partition: u32, holder: u64) -> String {
+    format!("{stream}_p{partition}_e{holder}")
 }
 
 /// The spool's settings as the forwarder needs them: a backlog bound
@@ -1185,6 +1193,17 @@ async fn forward(inner: Arc<Inner>, mut stop: watch::Receiver<bool>, check_strea
             }
         };
         let to = in_flight.unwrap_or(read.next);
+        if to <= from {
+            // Nothing readable before the end (a record that does not
+            // check): wait rather than spin, and say so.
+            inner.set_error(format!(
+                "the spool cannot be read past offset {from} (end {end})"
+            ));
+            if sleep_or_stop(&mut stop, BACKOFF_MAX).await {
+                return;
+            }
+            continue;
+        }
         let records: Vec<&StoredRecord> = read.records.iter().filter(|r| r.offset < to).collect();
         // Noted before publishing: a restart re-reads exactly this step.
         if in_flight.is_none() && !records.is_empty() {
@@ -1531,6 +1550,7 @@ impl PartitionConsumer {
     pub async fn open(
         config: &JetStreamConfig,
         partition: u32,
+        holder: u64,
         start_sequence: u64,
     ) -> Result<PartitionConsumer, StreamError> {
         use async_nats::jetstream::ErrorCode;
@@ -1554,7 +1574,7 @@ impl PartitionConsumer {
                 "stream {name} has {partitions} partitions; there is no partition {partition}"
             )));
         }
-        let durable = consumer_name(name, partition);
+        let durable = consumer_name(name, partition, holder);
         match js.delete_consumer_from_stream(&durable, name).await {
             Ok(_) => {}
             Err(e) if matches!(e.kind(), ConsumerErrorKind::JetStream(ref j) if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND) =>
@@ -1564,6 +1584,13 @@ impl PartitionConsumer {
                     "cannot delete consumer {durable}: {e}"
                 )));
             }
+        }
+        // The previous holder's consumer: cut it off (best effort; an
+        // idle one also goes by itself after `inactive_threshold`).
+        if let Some(previous) = holder.checked_sub(1) {
+            let _ = js
+                .delete_consumer_from_stream(consumer_name(name, partition, previous), name)
+                .await;
         }
         let deliver_policy = if start_sequence <= 1 {
             consumer::DeliverPolicy::All
@@ -1578,6 +1605,9 @@ impl PartitionConsumer {
                     ack_policy: consumer::AckPolicy::None,
                     replay_policy: consumer::ReplayPolicy::Instant,
                     filter_subject: subject(&config.subject_prefix, partition),
+                    // A holder that died leaves its consumer behind; the
+                    // server removes it after this long unused.
+                    inactive_threshold: Duration::from_secs(600),
                     ..Default::default()
                 },
                 name,
@@ -1646,11 +1676,19 @@ impl PartitionConsumer {
             StreamError::Unavailable(format!("partition {}: {what}: {e}", self.partition))
         };
         let mut batch = match wait {
-            None => self.consumer.fetch().max_messages(n).messages().await,
+            None => {
+                self.consumer
+                    .fetch()
+                    .max_messages(n)
+                    .max_bytes(FETCH_MAX_BYTES)
+                    .messages()
+                    .await
+            }
             Some(w) => {
                 self.consumer
                     .batch()
                     .max_messages(n)
+                    .max_bytes(FETCH_MAX_BYTES)
                     .expires(w)
                     .messages()
                     .await
@@ -1916,7 +1954,7 @@ mod tests {
             "fields a 2.9 server does not know: {extra:?}"
         );
         assert_eq!(json["subjects"][3], "switchyard.events.3");
-        assert_eq!(json["duplicate_window"], 120_000_000_000u64);
+        assert_eq!(json["duplicate_window"], 600_000_000_000u64);
         assert_eq!(json["storage"], "file");
         assert_eq!(json["retention"], "limits");
 

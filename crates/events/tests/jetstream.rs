@@ -162,7 +162,7 @@ async fn read_partition(
     partition: u32,
     from: u64,
 ) -> Vec<PartitionMessage> {
-    let mut c = PartitionConsumer::open(config, partition, from)
+    let mut c = PartitionConsumer::open(config, partition, 1, from)
         .await
         .unwrap();
     let mut out = Vec::new();
@@ -278,7 +278,7 @@ async fn events_arrive_once_each_in_their_units_partition_and_a_consumer_starts_
     assert_eq!(between, expected);
 
     // `pending` counts what is after the last delivery.
-    let mut c = PartitionConsumer::open(&cfg, 0, 1).await.unwrap();
+    let mut c = PartitionConsumer::open(&cfg, 0, 1, 1).await.unwrap();
     assert_eq!(c.pending().await.unwrap(), p0.len() as u64);
     let first = c.fetch(1, Duration::from_secs(1)).await.unwrap();
     assert_eq!(first, p0[..1]);
@@ -286,7 +286,7 @@ async fn events_arrive_once_each_in_their_units_partition_and_a_consumer_starts_
     assert_eq!(c.next_sequence(), p0[0].sequence + 1);
     // A second holder of the partition cuts the first one off; it reads
     // everything after reopening where it stood.
-    let mut second = PartitionConsumer::open(&cfg, 0, 1).await.unwrap();
+    let mut second = PartitionConsumer::open(&cfg, 0, 1, 1).await.unwrap();
     assert!(c.fetch(10, Duration::from_millis(200)).await.is_err());
     let mut got: Vec<PartitionMessage> = Vec::new();
     let mut reopened = 0;
@@ -297,7 +297,7 @@ async fn events_arrive_once_each_in_their_units_partition_and_a_consumer_starts_
             Err(e) => {
                 reopened += 1;
                 assert!(reopened < 3, "{e}");
-                second = PartitionConsumer::open(&cfg, 0, second.next_sequence())
+                second = PartitionConsumer::open(&cfg, 0, 1, second.next_sequence())
                     .await
                     .unwrap()
             }
@@ -451,7 +451,7 @@ async fn an_existing_stream_keeps_its_partition_count() {
     for (p, unit, _) in &all {
         assert_eq!(*p, partition_of(unit, 2));
     }
-    let e = PartitionConsumer::open(&cfg, 3, 1).await.unwrap_err();
+    let e = PartitionConsumer::open(&cfg, 3, 1, 1).await.unwrap_err();
     assert!(e.to_string().contains("2 partitions"), "{e}");
     js.close();
 }

@@ -34,6 +34,9 @@ use tokio::task::JoinHandle;
 
 use crate::aggregation::{Aggregation, as_event, load_specs};
 
+/// How often a partition's lag (`pending_messages`) is asked of JetStream.
+const LAG_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Settings of a worker.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -97,6 +100,8 @@ pub struct WorkerMetrics {
     /// Messages of held partitions not yet read, summed (refreshed after
     /// each save).
     pending: std::sync::Mutex<HashMap<u32, u64>>,
+    /// Experiments configured, per held partition.
+    experiments: std::sync::Mutex<HashMap<u32, u64>>,
 }
 
 impl WorkerMetrics {
@@ -109,7 +114,15 @@ impl WorkerMetrics {
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .sum();
-        let rows: [(&str, &str, &str, u64); 12] = [
+        let experiments = self
+            .experiments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .min()
+            .copied()
+            .unwrap_or(0);
+        let rows: [(&str, &str, &str, u64); 13] = [
             (
                 "partitions",
                 "gauge",
@@ -182,6 +195,12 @@ impl WorkerMetrics {
                 "Messages of the held partitions not read yet",
                 pending,
             ),
+            (
+                "experiments",
+                "gauge",
+                "Experiments aggregated (the fewest over the held partitions)",
+                experiments,
+            ),
         ];
         for (name, kind, help, v) in rows {
             let _ = writeln!(
@@ -227,6 +246,7 @@ impl Worker {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut held: HashMap<u32, Held> = HashMap::new();
         let ttl = self.config.lease_ttl.as_millis() as i64;
+        let mut last_renewed = Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -237,6 +257,7 @@ impl Worker {
                 .await
             {
                 Ok(round) => {
+                    last_renewed = Instant::now();
                     self.metrics
                         .live_workers
                         .store(round.live_workers as u64, Ordering::Relaxed);
@@ -285,6 +306,19 @@ impl Worker {
                 Err(e) => {
                     self.metrics.lease_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "worker: lease round failed");
+                    // Unrenewed this long, the leases may be another
+                    // worker's already: stop reading (saves are fenced
+                    // anyway) rather than compete for the partitions.
+                    if last_renewed.elapsed() >= self.config.lease_ttl && !held.is_empty() {
+                        tracing::warn!(
+                            partitions = held.len(),
+                            "worker: leases not renewed in time; stopping its partitions"
+                        );
+                        for (_, h) in held.drain() {
+                            h.stop.send_replace(true);
+                        }
+                        self.metrics.partitions.store(0, Ordering::Relaxed);
+                    }
                 }
             }
             tokio::select! {
@@ -326,9 +360,10 @@ impl Worker {
         let limits = self.config.limits.clone();
         match saved {
             Some(s) => {
-                let agg = checkpoint::decode(&s.state, limits).map_err(|e| {
-                    format!("the saved state of partition {p} does not decode: {e}")
-                })?;
+                let agg = tokio::task::block_in_place(|| checkpoint::decode(&s.state, limits))
+                    .map_err(|e| {
+                        format!("the saved state of partition {p} does not decode: {e}")
+                    })?;
                 let mut agg = agg;
                 agg.advance(s.next_sequence);
                 Ok((agg, IdWindow::from_bytes(self.config.dedup_ids, &s.dedup)))
@@ -351,7 +386,7 @@ impl Worker {
         let state = PartitionState {
             partition: p,
             next_sequence: agg.position().offset,
-            state: checkpoint::encode(agg),
+            state: tokio::task::block_in_place(|| checkpoint::encode(agg)),
             dedup: ids.to_bytes(),
         };
         match self
@@ -397,6 +432,7 @@ impl Worker {
         let mut consumer: Option<PartitionConsumer> = None;
         let mut dirty = false;
         let mut last_save = Instant::now();
+        let mut last_lag = Instant::now() - LAG_INTERVAL;
         loop {
             if *stop.borrow() {
                 break;
@@ -414,15 +450,31 @@ impl Worker {
                         dirty = true;
                     }
                     Err(e) => {
-                        tracing::warn!(partition = p, error = %e, "worker: cannot read experiments")
+                        tracing::warn!(partition = p, error = %e, "worker: cannot read experiments");
+                        // Events read without the experiments would be
+                        // counted as unmatched, for good: wait.
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = stop.changed() => {}
+                        }
+                        continue;
                     }
                 }
+                self.metrics
+                    .experiments
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(p, agg.experiments().len() as u64);
             }
             let c = match consumer.as_mut() {
                 Some(c) => c,
                 None => {
                     let from = agg.position().offset.max(1);
-                    match PartitionConsumer::open(&self.config.jetstream, p, from).await {
+                    let opened = tokio::select! {
+                        r = PartitionConsumer::open(&self.config.jetstream, p, epoch, from) => r,
+                        _ = stop.changed() => continue,
+                    };
+                    match opened {
                         Ok(c) => consumer.insert(c),
                         Err(e) => {
                             self.metrics.stream_errors.fetch_add(1, Ordering::Relaxed);
@@ -488,24 +540,26 @@ impl Worker {
                     }
                 }
             }
+            if last_lag.elapsed() >= LAG_INTERVAL
+                && let Some(c) = consumer.as_mut()
+            {
+                last_lag = Instant::now();
+                if let Ok(n) = c.pending().await {
+                    self.metrics
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(p, n);
+                }
+            }
             if dirty && last_save.elapsed() >= self.config.save_interval {
                 last_save = Instant::now();
                 match self.save(p, epoch, &agg, &ids).await {
-                    Ok(true) => {
-                        dirty = false;
-                        if let Some(c) = consumer.as_mut()
-                            && let Ok(n) = c.pending().await
-                        {
-                            self.metrics
-                                .pending
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .insert(p, n);
-                        }
-                    }
+                    Ok(true) => dirty = false,
                     Ok(false) => {
                         self.lost(p);
-                        return;
+                        dirty = false;
+                        break;
                     }
                     Err(e) => {
                         tracing::warn!(partition = p, error = %e, "worker: cannot save a partition")
@@ -520,11 +574,9 @@ impl Worker {
                 Err(e) => tracing::warn!(partition = p, error = %e, "worker: last save failed"),
             }
         }
-        self.metrics
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&p);
+        for gauge in [&self.metrics.pending, &self.metrics.experiments] {
+            gauge.lock().unwrap_or_else(|p| p.into_inner()).remove(&p);
+        }
     }
 
     fn lost(&self, p: u32) {
@@ -600,11 +652,14 @@ async fn refresh_partitions(
         cache.insert(v.partition, (v, Arc::new(s.state)));
     }
     cache.retain(|p, _| versions.iter().any(|v| v.partition == *p));
-    let states: Vec<Arc<Vec<u8>>> = cache.values().map(|(_, b)| b.clone()).collect();
+    // In partition order, so every node merges alike.
+    let mut states: Vec<(u32, Arc<Vec<u8>>)> =
+        cache.iter().map(|(p, (_, b))| (*p, b.clone())).collect();
+    states.sort_by_key(|(p, _)| *p);
     let limits = aggregation.config().limits.clone();
     let agg = tokio::task::spawn_blocking(move || {
         let mut parts = Vec::with_capacity(states.len());
-        for s in states {
+        for (_, s) in states {
             parts.push(checkpoint::decode(&s, limits.clone()).map_err(|e| e.to_string())?);
         }
         Ok::<_, String>(Aggregator::merge(parts))

@@ -90,19 +90,21 @@ impl SqlStore {
         ttl_ms: i64,
     ) -> Result<LeaseRound> {
         postgres_only(self)?;
+        // Workers gone for long are forgotten (they hold nothing by then);
+        // outside the round's transaction, so two rounds never deadlock
+        // on these rows.
+        sqlx::query(
+            "DELETE FROM cluster_workers WHERE seen_at < now() - ($1::bigint * interval '1 millisecond')",
+        )
+        .bind(ttl_ms.saturating_mul(20))
+        .execute(&self.pool)
+        .await?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO cluster_workers (id, seen_at) VALUES ($1, now()) \
              ON CONFLICT (id) DO UPDATE SET seen_at = now()",
         )
         .bind(worker)
-        .execute(&mut *tx)
-        .await?;
-        // Workers gone for long are forgotten (they hold nothing by then).
-        sqlx::query(
-            "DELETE FROM cluster_workers WHERE seen_at < now() - ($1::bigint * interval '1 millisecond')",
-        )
-        .bind(ttl_ms.saturating_mul(20))
         .execute(&mut *tx)
         .await?;
         let live: i64 = sqlx::query_scalar(
