@@ -184,8 +184,18 @@ fn node(dir: &Path, db: &Database, nats: &Nats, admin: Option<&str>) -> Server {
     Server { child, addr, admin }
 }
 
+/// A child process killed when dropped (a failing test leaves none behind).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A worker, and the address of its operations endpoints.
-fn worker(db: &Database, nats: &Nats) -> (Child, String) {
+fn worker(db: &Database, nats: &Nats) -> (Proc, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["worker", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(["--store-url", &db.url, "--nats-url", &nats.url()])
@@ -206,7 +216,7 @@ fn worker(db: &Database, nats: &Nats) -> (Child, String) {
         }
     };
     std::thread::spawn(move || for _ in err {});
-    (child, addr)
+    (Proc(child), addr)
 }
 
 /// A value of a worker's `/metrics`.
@@ -332,7 +342,7 @@ async fn a_cluster_survives_crashes_and_gives_the_embedded_results_exactly() {
     let n2 = node(&tmp.path().join("n2"), &db, &nats, Some(&n1.admin));
     let mut n3 = node(&tmp.path().join("n3"), &db, &nats, Some(&n1.admin));
     let (mut w1, w1_ops) = worker(&db, &nats);
-    let (mut w2, w2_ops) = worker(&db, &nats);
+    let (w2, w2_ops) = worker(&db, &nats);
     let embedded = common::start(&tmp.path().join("embedded"), "127.0.0.1:0", None);
 
     // A configuration change on one node is served by the others within 1 s.
@@ -413,8 +423,8 @@ async fn a_cluster_survives_crashes_and_gives_the_embedded_results_exactly() {
                 let holders: std::collections::BTreeSet<String> =
                     db.leases().await.into_iter().map(|l| l.1).collect();
                 assert_eq!(holders.len(), 2, "both workers hold partitions");
-                w1.kill().unwrap();
-                w1.wait().unwrap();
+                w1.0.kill().unwrap();
+                w1.0.wait().unwrap();
                 takeover = Some(Instant::now());
             }
             20 => nats.down(),
@@ -529,8 +539,7 @@ async fn a_cluster_survives_crashes_and_gives_the_embedded_results_exactly() {
     );
     let dups = worker_metric(&w2_ops, "switchyard_worker_duplicates_total").await;
     assert!(dups >= 200.0, "{dups}");
-    let _ = w2.kill();
-    let _ = w2.wait();
+    drop(w2);
     drop((n1, n2, n3, embedded));
     db.drop_it().await;
 }

@@ -212,10 +212,6 @@ fn subject(prefix: &str, partition: u32) -> String {
 }
 
 /// The durable consumer of one partition.
-/// Bytes one fetch asks for at most (a message of up to 1 MiB still comes
-/// whole): what a worker catching up holds per partition.
-const FETCH_MAX_BYTES: usize = 8 << 20;
-
 /// The durable consumer of `partition` for the holder of lease epoch
 /// `holder`: each holder has its own, so a stalled former holder that
 /// reopens its consumer cannot move the current holder's.
@@ -1676,19 +1672,11 @@ impl PartitionConsumer {
             StreamError::Unavailable(format!("partition {}: {what}: {e}", self.partition))
         };
         let mut batch = match wait {
-            None => {
-                self.consumer
-                    .fetch()
-                    .max_messages(n)
-                    .max_bytes(FETCH_MAX_BYTES)
-                    .messages()
-                    .await
-            }
+            None => self.consumer.fetch().max_messages(n).messages().await,
             Some(w) => {
                 self.consumer
                     .batch()
                     .max_messages(n)
-                    .max_bytes(FETCH_MAX_BYTES)
                     .expires(w)
                     .messages()
                     .await

@@ -51,7 +51,11 @@ pub struct WorkerConfig {
     /// A partition's state is saved at most this often while events
     /// arrive (the results lag the stream by about this much).
     pub save_interval: Duration,
-    /// Messages fetched per read.
+    /// Messages fetched per read. A message is at most 1 MiB (most are
+    /// far smaller: one partition's share of a request's batch), so this
+    /// bounds what a worker catching up holds per partition. (A byte
+    /// bound on the pull request is not used: nats-server 2.9 ends such a
+    /// request with an error when the next message does not fit.)
     pub fetch_messages: usize,
     /// Event ids remembered per partition for deduplication.
     pub dedup_ids: usize,
@@ -66,7 +70,7 @@ impl WorkerConfig {
             lease_ttl: Duration::from_secs(5),
             round_interval: Duration::from_secs(1),
             save_interval: Duration::from_secs(1),
-            fetch_messages: 256,
+            fetch_messages: 64,
             dedup_ids: 1 << 18,
             limits: Limits::default(),
         }
@@ -92,6 +96,10 @@ pub struct WorkerMetrics {
     duplicates: AtomicU64,
     undecodable: AtomicU64,
     saves: AtomicU64,
+    /// Microseconds spent saving (encoding and writing) partition states.
+    save_micros: AtomicU64,
+    /// Microseconds spent waiting for and reading messages.
+    fetch_micros: AtomicU64,
     save_errors: AtomicU64,
     lease_errors: AtomicU64,
     takeovers: AtomicU64,
@@ -206,6 +214,24 @@ impl WorkerMetrics {
             let _ = writeln!(
                 out,
                 "# HELP switchyard_worker_{name} {help}\n# TYPE switchyard_worker_{name} {kind}\nswitchyard_worker_{name} {v}"
+            );
+        }
+        for (name, help, micros) in [
+            (
+                "save_seconds_total",
+                "Time spent saving partition states (encoding and writing)",
+                &self.save_micros,
+            ),
+            (
+                "fetch_seconds_total",
+                "Time spent waiting for and reading messages",
+                &self.fetch_micros,
+            ),
+        ] {
+            let v = micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "# HELP switchyard_worker_{name} {help}\n# TYPE switchyard_worker_{name} counter\nswitchyard_worker_{name} {v}"
             );
         }
     }
@@ -383,6 +409,8 @@ impl Worker {
         agg: &Aggregator,
         ids: &IdWindow,
     ) -> Result<bool, String> {
+        let started = Instant::now();
+        let _timed = Timed(&self.metrics.save_micros, started);
         let state = PartitionState {
             partition: p,
             next_sequence: agg.position().offset,
@@ -488,10 +516,15 @@ impl Worker {
                     }
                 }
             };
+            let fetch_started = Instant::now();
             let fetched = tokio::select! {
                 r = c.fetch(self.config.fetch_messages, Duration::from_millis(250)) => r,
                 _ = stop.changed() => continue,
             };
+            self.metrics.fetch_micros.fetch_add(
+                fetch_started.elapsed().as_micros() as u64,
+                Ordering::Relaxed,
+            );
             match fetched {
                 Ok(messages) => {
                     let mut applied = 0u64;
@@ -585,6 +618,16 @@ impl Worker {
             partition = p,
             "worker: the partition's lease went to another worker; its unsaved work is dropped"
         );
+    }
+}
+
+/// Adds the time since its start to a counter when dropped.
+struct Timed<'a>(&'a AtomicU64, Instant);
+
+impl Drop for Timed<'_> {
+    fn drop(&mut self) {
+        self.0
+            .fetch_add(self.1.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 }
 
