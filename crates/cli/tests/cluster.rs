@@ -531,6 +531,23 @@ async fn a_cluster_survives_crashes_and_gives_the_embedded_results_exactly() {
             n.url()
         );
     }
+    // What a cluster does not do yet says so: raw export and replay.
+    let (st, _) = api(
+        &n2,
+        reqwest::Method::GET,
+        "/events/export?project=demo&environment=development",
+        None,
+    )
+    .await;
+    assert_eq!(st, 503);
+    let (st, b) = api(
+        &n1,
+        reqwest::Method::POST,
+        "/projects/demo/environments/development/experiments/scale/replay",
+        None,
+    )
+    .await;
+    assert_eq!(st, 503, "{b}");
     // The surviving worker holds every partition and dropped the resent
     // events (200) as repeats of ids it had seen.
     assert_eq!(

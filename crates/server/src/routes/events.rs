@@ -332,6 +332,12 @@ async fn export(
         )));
     }
     let events = events(&state)?.clone();
+    if events.stream().spool().is_some() {
+        // A cluster node's stream is JetStream, read by workers only.
+        return Err(ApiError::Unavailable(
+            "a cluster node does not export raw events: read the JetStream stream with NATS tools (docs/deploy.md)".into(),
+        ));
+    }
     let filter = ExportFilter {
         project,
         environment,
