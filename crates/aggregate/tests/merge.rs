@@ -85,16 +85,23 @@ proptest! {
     }
 }
 
-#[test]
-fn an_experiment_only_some_partitions_saw_is_merged_from_those() {
-    let events: Vec<Ev> = (0..6)
+/// `n` units exposed alternately to each variation, and one aggregator of
+/// them.
+fn exposed(n: u8) -> (Vec<Ev>, Aggregator) {
+    let events: Vec<Ev> = (0..n)
         .map(|u| Ev {
             unit: u,
             time: 2 * H,
             kind: Kind::Expose(u % 2),
         })
         .collect();
-    let (whole, _) = aggregate(&events, 1, &spec());
+    let whole = aggregate(&events, 1, &spec()).0;
+    (events, whole)
+}
+
+#[test]
+fn an_experiment_only_some_partitions_saw_is_merged_from_those() {
+    let (_, whole) = exposed(6);
     // Partition 0 has the experiment, partition 1 has no experiments at all.
     let mut empty = Aggregator::new(Limits::default(), (1, 1));
     empty.advance(6);
@@ -107,14 +114,7 @@ fn an_experiment_only_some_partitions_saw_is_merged_from_those() {
 
 #[test]
 fn a_partition_on_an_older_definition_is_left_out_and_counted() {
-    let events: Vec<Ev> = (0..4)
-        .map(|u| Ev {
-            unit: u,
-            time: 2 * H,
-            kind: Kind::Expose(u % 2),
-        })
-        .collect();
-    let (whole, _) = aggregate(&events, 1, &spec());
+    let (events, whole) = exposed(4);
     let mut old = spec();
     old.variations.push("third".into());
     let mut stale = Aggregator::new(Limits::default(), (1, 1));

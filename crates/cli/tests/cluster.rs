@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, lines, listening_address, printed_admin_key};
+use common::{Server, lines};
 use serde_json::{Value, json};
 
 const NATS_SERVER: &str = "/usr/sbin/nats-server";
@@ -147,41 +147,17 @@ impl Database {
     }
 }
 
-/// A cluster node (`serve --nats-url`); the first prints the admin key.
+/// A cluster node (`serve --nats-url`); the first prints the admin key
+/// and creates the demo project (with its simulated traffic, of other
+/// units and another experiment).
 fn node(dir: &Path, db: &Database, nats: &Nats, admin: Option<&str>) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .arg("--data-dir")
-        .arg(dir)
-        .args([
-            "--store-url",
-            &db.url,
-            "--nats-url",
-            &nats.url(),
-            "--partitions",
-            "4",
-        ])
-        .env("RUST_LOG", "warn,switchyard=info")
-        .env_remove("SWITCHYARD_DEMO")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let nats = nats.url();
+    let mut args = vec!["--listen", "127.0.0.1:0", "--store-url", &db.url];
+    args.extend(["--nats-url", &nats, "--partitions", "4"]);
     if admin.is_none() {
-        // The first node creates the demo project (and runs its
-        // simulated traffic, of other units and another experiment).
-        cmd.arg("--demo");
+        args.push("--demo");
     }
-    let mut child = cmd.spawn().unwrap();
-    let out = lines(child.stdout.take().unwrap());
-    let err = lines(child.stderr.take().unwrap());
-    let addr = listening_address(&err);
-    let admin = match admin {
-        Some(a) => a.to_string(),
-        None => printed_admin_key(&out, Duration::from_secs(2))
-            .expect("the first node prints the admin key"),
-    };
-    std::thread::spawn(move || for _ in err {});
-    std::thread::spawn(move || for _ in out {});
-    Server { child, addr, admin }
+    common::start_with(dir, &args, admin)
 }
 
 /// A child process killed when dropped (a failing test leaves none behind).

@@ -62,16 +62,16 @@ pub fn printed_admin_key(out: &mpsc::Receiver<String>, wait: Duration) -> Option
 /// Starts `serve` on `listen` over `dir`. The first start of a directory
 /// prints the admin key; a restart reuses `admin`.
 pub fn start(dir: &Path, listen: &str, admin: Option<&str>) -> Server {
+    // The demo project, with its simulated traffic (other units).
+    start_with(dir, &["--demo", "--listen", listen], admin)
+}
+
+/// Starts `serve --log-format json --data-dir DIR` with `args`. Without
+/// `admin`, waits for the admin key the first start prints.
+pub fn start_with(dir: &Path, args: &[&str], admin: Option<&str>) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        // The demo project, with its simulated traffic (other units).
-        .args([
-            "serve",
-            "--demo",
-            "--listen",
-            listen,
-            "--log-format",
-            "json",
-        ])
+        .args(["serve", "--log-format", "json"])
+        .args(args)
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn,switchyard=info")
@@ -85,7 +85,7 @@ pub fn start(dir: &Path, listen: &str, admin: Option<&str>) -> Server {
     let addr = listening_address(&err);
     let admin = match admin {
         Some(a) => a.to_string(),
-        None => printed_admin_key(&out, Duration::from_millis(500))
+        None => printed_admin_key(&out, Duration::from_secs(2))
             .expect("the first start prints the admin key"),
     };
     std::thread::spawn(move || for _ in err {});
