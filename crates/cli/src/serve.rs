@@ -51,7 +51,7 @@ pub struct ServeArgs {
     nats_url: Option<String>,
     /// Partitions of the event stream, used only if this node creates it
     /// (otherwise the stream's own count is used).
-    #[arg(long, env = "SWITCHYARD_PARTITIONS", default_value_t = 4)]
+    #[arg(long, env = "SWITCHYARD_PARTITIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     partitions: u32,
     #[command(flatten)]
     http: HttpArgs,

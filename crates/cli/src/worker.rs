@@ -25,7 +25,7 @@ pub struct WorkerArgs {
     nats_url: String,
     /// Partitions of the event stream, used only if this worker creates
     /// it (otherwise the stream's own count is used).
-    #[arg(long, env = "SWITCHYARD_PARTITIONS", default_value_t = 4)]
+    #[arg(long, env = "SWITCHYARD_PARTITIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     partitions: u32,
     /// Address for `/healthz` and `/metrics`.
     #[arg(
