@@ -110,11 +110,12 @@ run_mode() {
     acked=$(echo "$out" | awk '/^batches:/ {gsub(/[(]/, "", $3); print ($2 - $3) * 500}')
     exposures=$((acked / 5))
     for _ in $(seq 3000); do
-        shown=$(api GET /projects/bench/environments/production/experiments/checkout/results | jq '[.variations[].exposures] | add // 0')
+        shown=$(api GET /projects/bench/environments/production/experiments/checkout/results | jq '[.variations[].exposures] | add // 0') || shown=0
         [ "$shown" -ge "$exposures" ] && break
         sleep 0.1
     done
     done_at=$(date +%s.%N)
+    [ "$shown" -ge "$exposures" ] || echo "$mode: NOT COMPLETE: only $shown of $exposures exposures shown after 300 s" >&2
     local e2e cpu="" p name
     e2e=$(echo "$acked / ($done_at - $start)" | bc)
     printf '%-9s acknowledged %8.0f events/s; into results %8.0f events/s end to end (%s of %s exposures shown %.1f s after the first send); %s\n' \

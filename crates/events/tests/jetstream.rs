@@ -25,12 +25,19 @@ struct Nats {
     dir: tempfile::TempDir,
 }
 
+/// A free port below the ephemeral range (30000-32767 here; the cluster
+/// test uses 20000-29999), so that no outgoing connection takes it while a
+/// test's NATS is stopped.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let seed = std::process::id() as u16;
+    (0..2000u16)
+        .map(|_| {
+            let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            30_000 + (seed.wrapping_add(i.wrapping_mul(13)) % 2_700)
+        })
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port between 30000 and 32699")
 }
 
 impl Nats {

@@ -87,6 +87,23 @@ fn random_id() -> String {
     )
 }
 
+/// A value per held partition, with the lease epoch that set it (a task
+/// of an older epoch that ends late removes only its own).
+type Gauge = std::sync::Mutex<HashMap<u32, (u64, u64)>>;
+
+fn set_gauge(g: &Gauge, p: u32, epoch: u64, v: u64) {
+    g.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(p, (epoch, v));
+}
+
+fn clear_gauge(g: &Gauge, p: u32, epoch: u64) {
+    let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
+    if g.get(&p).is_some_and(|(e, _)| *e == epoch) {
+        g.remove(&p);
+    }
+}
+
 /// Counters of a worker, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct WorkerMetrics {
@@ -107,9 +124,9 @@ pub struct WorkerMetrics {
     stream_errors: AtomicU64,
     /// Messages of held partitions not yet read, summed (refreshed after
     /// each save).
-    pending: std::sync::Mutex<HashMap<u32, u64>>,
+    pending: Gauge,
     /// Experiments configured, per held partition.
-    experiments: std::sync::Mutex<HashMap<u32, u64>>,
+    experiments: Gauge,
 }
 
 impl WorkerMetrics {
@@ -121,14 +138,15 @@ impl WorkerMetrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
+            .map(|(_, v)| *v)
             .sum();
         let experiments = self
             .experiments
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
+            .map(|(_, v)| *v)
             .min()
-            .copied()
             .unwrap_or(0);
         let rows: [(&str, &str, &str, u64); 13] = [
             (
@@ -253,7 +271,9 @@ struct Held {
 }
 
 impl Worker {
-    /// A worker over a stream of `partitions` partitions.
+    /// A worker over a stream of `partitions` partitions. It must run on
+    /// a multi-thread Tokio runtime (state encoding and decoding use
+    /// `block_in_place`).
     pub fn new(store: Arc<SqlStore>, config: WorkerConfig, partitions: u32) -> Arc<Worker> {
         Arc::new(Worker {
             store,
@@ -277,13 +297,21 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
-            match self
-                .store
-                .lease_round(&self.config.id, self.partitions, ttl)
-                .await
-            {
+            let round_started = Instant::now();
+            let round = tokio::time::timeout(
+                self.config.lease_ttl,
+                self.store
+                    .lease_round(&self.config.id, self.partitions, ttl),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(switchyard_store::StoreError::Unavailable(
+                    "the lease round did not finish within the lease time".into(),
+                ))
+            });
+            match round {
                 Ok(round) => {
-                    last_renewed = Instant::now();
+                    last_renewed = round_started;
                     self.metrics
                         .live_workers
                         .store(round.live_workers as u64, Ordering::Relaxed);
@@ -488,11 +516,12 @@ impl Worker {
                         continue;
                     }
                 }
-                self.metrics
-                    .experiments
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(p, agg.experiments().len() as u64);
+                set_gauge(
+                    &self.metrics.experiments,
+                    p,
+                    epoch,
+                    agg.experiments().len() as u64,
+                );
             }
             let c = match consumer.as_mut() {
                 Some(c) => c,
@@ -578,11 +607,7 @@ impl Worker {
             {
                 last_lag = Instant::now();
                 if let Ok(n) = c.pending().await {
-                    self.metrics
-                        .pending
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(p, n);
+                    set_gauge(&self.metrics.pending, p, epoch, n);
                 }
             }
             if dirty && last_save.elapsed() >= self.config.save_interval {
@@ -607,9 +632,8 @@ impl Worker {
                 Err(e) => tracing::warn!(partition = p, error = %e, "worker: last save failed"),
             }
         }
-        for gauge in [&self.metrics.pending, &self.metrics.experiments] {
-            gauge.lock().unwrap_or_else(|p| p.into_inner()).remove(&p);
-        }
+        clear_gauge(&self.metrics.pending, p, epoch);
+        clear_gauge(&self.metrics.experiments, p, epoch);
     }
 
     fn lost(&self, p: u32) {
@@ -708,7 +732,18 @@ async fn refresh_partitions(
         Ok::<_, String>(Aggregator::merge(parts))
     })
     .await
-    .map_err(|e| e.to_string())??;
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    let agg = match agg {
+        Ok(a) => a,
+        Err(e) => {
+            // Not again until a partition's version changes.
+            *merged = versions;
+            return Err(format!(
+                "a partition's saved state does not decode ({e}); results keep the last merge"
+            ));
+        }
+    };
     aggregation.install_merged(agg);
     *merged = cache.values().map(|(v, _)| *v).collect();
     merged.sort_by_key(|v| v.partition);

@@ -95,3 +95,17 @@ async fn sqlite_refuses_cluster_calls_with_a_clear_error() {
     let e = s.lease_round("a", 1, 1000).await.unwrap_err();
     assert!(e.to_string().contains("PostgreSQL"), "{e}");
 }
+
+#[tokio::test]
+async fn a_worker_that_let_its_lease_expire_takes_it_back_under_a_new_epoch() {
+    let (s, admin, name) = store().await;
+    let ttl = 300;
+    assert_eq!(s.lease_round("a", 1, ttl).await.unwrap().held, vec![(0, 1)]);
+    tokio::time::sleep(Duration::from_millis(ttl as u64 + 200)).await;
+    // Whatever A still runs under epoch 1 can no longer save.
+    assert_eq!(s.lease_round("a", 1, ttl).await.unwrap().held, vec![(0, 2)]);
+    assert!(!s.save_partition("a", 1, &state(0, 5, 1)).await.unwrap());
+    assert!(s.save_partition("a", 2, &state(0, 5, 2)).await.unwrap());
+    drop(s);
+    common::drop_postgres_database(&admin, &name).await;
+}

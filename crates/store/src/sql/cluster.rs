@@ -5,8 +5,9 @@
 //!
 //! Leases: one round ([`SqlStore::lease_round`]) runs in a transaction that
 //! locks every lease row, so rounds of different workers never interleave.
-//! A worker keeps what it holds (renewed), and takes free or expired
-//! partitions up to its fair share, `ceil(partitions / live workers)`; one
+//! A worker keeps what it holds (renewed while unexpired), and takes free
+//! or expired partitions (its own expired ones too, under a new epoch) up
+//! to its fair share, `ceil(partitions / live workers)`; one
 //! holding more than its share is told so and hands the extra back
 //! ([`SqlStore::release_partition`]) after saving it. Taking a partition
 //! raises its epoch.
@@ -137,9 +138,12 @@ impl SqlStore {
             let holder: String = r.try_get("holder")?;
             let epoch: i64 = r.try_get("epoch")?;
             let is_live: bool = r.try_get("live")?;
-            if holder == worker {
+            if holder == worker && is_live {
                 held.push((part as u32, epoch as u64));
             } else if !is_live || holder.is_empty() {
+                // An expired lease is taken with a new epoch even by the
+                // worker that held it: whatever it still runs under the
+                // old epoch can no longer save.
                 free.push((part as u32, epoch as u64));
             }
         }
