@@ -219,24 +219,10 @@ async fn worker_metric(addr: &str, name: &str) -> f64 {
         .unwrap()
 }
 
-async fn api(s: &Server, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut r = reqwest::Client::new()
-        .request(method, format!("{}/api/v1{path}", s.url()))
-        .bearer_auth(&s.admin);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or_default())
-}
-
 /// The experiment the test measures, on both the cluster and the
 /// embedded server.
 async fn create_experiment(s: &Server) {
-    let (st, b) = api(
-        s,
-        reqwest::Method::POST,
+    let (st, b) = s.api(reqwest::Method::POST,
         "/projects/demo/environments/development/experiments",
         Some(json!({"key": "scale", "flag": "new-search", "name": "Scale",
             "variations": [{"variation": "off", "weight": 5000}, {"variation": "on", "weight": 5000}],
@@ -286,8 +272,7 @@ async fn send(url: &str, key: &str, batch: &Value) -> Result<Value, String> {
 }
 
 async fn results(s: &Server) -> Value {
-    api(
-        s,
+    s.api(
         reqwest::Method::GET,
         "/projects/demo/environments/development/experiments/scale/results",
         None,
@@ -522,21 +507,21 @@ async fn a_cluster_survives_crashes_and_gives_the_embedded_results_exactly() {
         );
     }
     // What a cluster does not do yet says so: raw export and replay.
-    let (st, _) = api(
-        &n2,
-        reqwest::Method::GET,
-        "/events/export?project=demo&environment=development",
-        None,
-    )
-    .await;
+    let (st, _) = n2
+        .api(
+            reqwest::Method::GET,
+            "/events/export?project=demo&environment=development",
+            None,
+        )
+        .await;
     assert_eq!(st, 503);
-    let (st, b) = api(
-        &n1,
-        reqwest::Method::POST,
-        "/projects/demo/environments/development/experiments/scale/replay",
-        None,
-    )
-    .await;
+    let (st, b) = n1
+        .api(
+            reqwest::Method::POST,
+            "/projects/demo/environments/development/experiments/scale/replay",
+            None,
+        )
+        .await;
     assert_eq!(st, 503, "{b}");
     // The surviving worker holds every partition and dropped the resent
     // events (200) as repeats of ids it had seen.

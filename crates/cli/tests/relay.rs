@@ -70,15 +70,9 @@ async fn ofrep_client(name: &str, base_url: String, key: &str) -> open_feature::
 
 /// Every flag of the demo project with its type.
 async fn flag_types(server: &Server) -> Vec<(String, String)> {
-    let v: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/projects/demo/flags", server.url()))
-        .bearer_auth(&server.admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, v) = server
+        .api(reqwest::Method::GET, "/projects/demo/flags", None)
+        .await;
     let items = v.as_array().or_else(|| v["items"].as_array()).unwrap();
     items
         .iter()

@@ -1495,6 +1495,10 @@ impl EventStream for JetStreamEvents {
             .map_err(|e| format!("JetStream spool: {e}"))
     }
 
+    fn readable(&self) -> bool {
+        false
+    }
+
     fn spool(&self) -> Option<SpoolStatus> {
         Some(JetStreamEvents::spool(self))
     }

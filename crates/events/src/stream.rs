@@ -82,6 +82,12 @@ pub trait EventStream: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// Whether [`EventStream::read`] gives the stream's records (false for
+    /// a stream that only workers read, partition by partition).
+    fn readable(&self) -> bool {
+        true
+    }
+
     /// The local spool of a stream that keeps events on disk while its
     /// remote store is away (JetStream); `None` for the others.
     fn spool(&self) -> Option<crate::jetstream::SpoolStatus> {

@@ -328,11 +328,7 @@ impl Aggregation {
             if *shutdown.borrow() {
                 break;
             }
-            while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
-                changes.try_recv()
-            {
-                stale = true;
-            }
+            stale |= any_change(&mut changes);
             if stale {
                 match self.refresh(store.as_ref()).await {
                     Ok(()) => stale = false,
@@ -652,6 +648,18 @@ impl Aggregation {
             s.committed as f64,
         );
     }
+}
+
+/// Whether a change was announced since the last call (a lagged receiver
+/// missed some: that counts too); takes every waiting one.
+pub fn any_change<T: Clone>(changes: &mut tokio::sync::broadcast::Receiver<T>) -> bool {
+    let mut any = false;
+    while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
+        changes.try_recv()
+    {
+        any = true;
+    }
+    any
 }
 
 /// The aggregator's view of a stored event.

@@ -32,7 +32,7 @@ use switchyard_store::{ConfigStore, PartitionState, PartitionVersion, SqlStore};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::aggregation::{Aggregation, as_event, load_specs};
+use crate::aggregation::{Aggregation, any_change, as_event, load_specs};
 
 /// How often a partition's lag (`pending_messages`) is asked of JetStream.
 const LAG_INTERVAL: Duration = Duration::from_secs(2);
@@ -493,11 +493,7 @@ impl Worker {
             if *stop.borrow() {
                 break;
             }
-            while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
-                changes.try_recv()
-            {
-                stale = true;
-            }
+            stale |= any_change(&mut changes);
             if stale {
                 match load_specs(self.store.as_ref()).await {
                     Ok(specs) => {

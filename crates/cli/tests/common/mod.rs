@@ -103,19 +103,35 @@ impl Server {
         self.key("server", environment).await
     }
 
+    /// `METHOD /api/v1{path}` with the admin key: the status and the JSON
+    /// answer (`null` when there is none).
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = reqwest::Client::new()
+            .request(method, format!("{}/api/v1{path}", self.url()))
+            .bearer_auth(&self.admin);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or_default())
+    }
+
     /// A new SDK key (`server` or `client`) for `demo/<environment>`:
     /// (id, secret).
     pub async fn key(&self, kind: &str, environment: &str) -> (String, String) {
-        let v: Value = reqwest::Client::new()
-            .post(format!("{}/api/v1/api-keys", self.url()))
-            .bearer_auth(&self.admin)
-            .json(&json!({"name": "sdk test", "kind": kind, "project": "demo", "environment": environment}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, v) = self
+            .api(
+                reqwest::Method::POST,
+                "/api-keys",
+                Some(json!({"name": "sdk test", "kind": kind, "project": "demo", "environment": environment})),
+            )
+            .await;
         let field = |name: &str| {
             v[name]
                 .as_str()

@@ -332,7 +332,7 @@ async fn export(
         )));
     }
     let events = events(&state)?.clone();
-    if events.stream().spool().is_some() {
+    if !events.stream().readable() {
         // A cluster node's stream is JetStream, read by workers only.
         return Err(ApiError::Unavailable(
             "a cluster node does not export raw events: read the JetStream stream with NATS tools (docs/deploy.md)".into(),
